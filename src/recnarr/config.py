@@ -1,0 +1,265 @@
+"""Typed configuration: one dataclass per stage, YAML presets in configs/, `key=value` overrides.
+
+The dataclass defaults are the reference run (`slm-60m` on a GPU). A preset is a YAML file that may
+start with a hydra-style `defaults: [other_preset]` list; it is merged over the defaults it names,
+then the command line's `key=value` pairs (dotted keys, e.g. `pretrain.max_steps=200`) on top.
+Every stage writes the resolved config into its artifact folder (`save_config`).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+from omegaconf import OmegaConf
+from omegaconf.errors import ConfigKeyError, ValidationError
+
+from recnarr.model.gpt import GPTConfig
+
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+
+
+class ConfigError(ValueError):
+    """A preset or override that does not fit the typed config."""
+
+
+@dataclass
+class DataConfig:
+    """`recnarr data load|split`: which catalog and histories, and how to split them."""
+
+    dataset: str = "superstore"  # superstore | movielens | custom
+    catalog: Optional[str] = None  # custom: CSV / JSONL / Parquet file of products
+    interactions: Optional[str] = None  # custom: file of interactions
+    users: Optional[str] = None  # custom: optional file of users
+    column_map: Optional[str] = None  # YAML mapping the user's column names to ours
+    skip_invalid: bool = False  # report and skip bad rows instead of failing on the first
+    holdout_val: int = 1  # last N interactions (by time) per user held out for validation
+    holdout_test: int = 1  # ... and the N after those for test
+    min_history: int = 3  # users with fewer interactions stay entirely in train
+
+
+@dataclass
+class CorpusConfig:
+    """`recnarr data corpus`: the general-English pretraining corpus."""
+
+    sources: list[str] = field(default_factory=lambda: ["brown", "sotu", "news", "parliament"])
+    include_sentences: bool = False  # nlp-corpus sentences contain slurs; off unless asked
+    text_dir: Optional[str] = None  # any folder of .txt files, added to the sources
+    hf_dataset: Optional[str] = None  # a Hugging Face dataset name (needs a network)
+    hf_text_field: str = "text"
+    val_fraction: float = 0.01  # share of documents held out for validation
+    min_chars: int = 40  # documents shorter than this after cleaning are dropped
+    max_docs: Optional[int] = None  # cap per source (tests and tiny runs)
+    workers: int = 2
+    seed: int = 1337
+
+
+@dataclass
+class TrainConfig:
+    """One training loop serves pretraining and fine-tuning (`recnarr pretrain|finetune`)."""
+
+    max_steps: int = 6000
+    batch_size: int = 32
+    grad_accum: int = 4
+    lr: float = 6e-4
+    min_lr: float = 6e-5
+    warmup_steps: int = 200
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    grad_clip: float = 1.0
+    dtype: str = "bf16"  # bf16 | fp32 (autocast; bf16 is ~1.5x faster on this CPU too)
+    compile: bool = False
+    device: str = "auto"  # auto | cpu | cuda | mps
+    seed: int = 1337
+    eval_interval: int = 250
+    eval_iters: int = 20
+    log_interval: int = 10
+    ckpt_interval: int = 250
+    max_minutes: Optional[float] = None  # stop (and checkpoint) after this wall time
+    progress: bool = True
+    tracking: bool = True
+    tracking_uri: str = "sqlite:///mlruns.db"
+    experiment: str = "recnarr"
+
+
+@dataclass
+class FinetuneConfig:
+    """`recnarr finetune`: LoRA / QLoRA / full fine-tuning on narrative examples."""
+
+    method: str = "lora"  # lora | qlora | full
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    lora_targets: list[str] = field(default_factory=lambda: ["c_attn", "c_proj", "c_fc"])
+    train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(max_steps=1500, lr=1e-3, min_lr=1e-4, warmup_steps=50, weight_decay=0.0)
+    )
+
+
+@dataclass
+class IndexConfig:
+    """`recnarr index`: product embeddings and the FAISS index."""
+
+    embed_model: str = "all-MiniLM-L6-v2"
+    index_type: str = "flat"  # flat (exact inner product) | hnsw | ivfpq
+    hnsw_m: int = 32
+    hnsw_ef_construction: int = 200
+    hnsw_ef_search: int = 64
+    ivf_nlist: int = 1024
+    ivf_nprobe: int = 32
+    pq_m: int = 48
+    batch_size: int = 128
+
+
+@dataclass
+class RetrievalConfig:
+    """How a user's history and text become a query, and how candidates are re-ranked."""
+
+    recency_half_life_days: float = 180.0
+    text_weight: float = 0.5  # weight of the free-text vector against the history vector
+    popularity_weight: float = 0.05
+    copurchase_weight: float = 0.10
+    candidates: int = 200  # nearest neighbours fetched before filters and re-ranking
+
+
+@dataclass
+class NarrativeConfig:
+    """`recnarr data narratives`: prompts + slotted targets from the data-to-text writer."""
+
+    pairs_per_user: int = 4
+    max_history: int = 4  # past purchases shown in the prompt
+    tones: list[str] = field(default_factory=lambda: ["warm", "concise", "premium"])
+    heldout_product_fraction: float = 0.1  # products never seen in fine-tuning (test)
+    max_users: Optional[int] = None
+    seed: int = 1337
+
+
+@dataclass
+class QuantizeConfig:
+    """`recnarr quantize`: the one quantization switch."""
+
+    mode: str = "int8"  # none | bf16 | int8 | int4 | nf4
+
+
+@dataclass
+class GenerationConfig:
+    """Default sampling controls for narratives."""
+
+    max_new_tokens: int = 120
+    min_new_tokens: int = 0
+    temperature: float = 0.7
+    top_k: int = 50
+    top_p: float = 0.95
+    repetition_penalty: float = 1.1
+    seed: Optional[int] = None
+    max_retries: int = 2  # verifier failures regenerate with a new seed this many times
+
+
+@dataclass
+class ServeConfig:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    ui_port: int = 8501
+    max_queue: int = 16
+    workers: int = 1
+
+
+@dataclass
+class EvalConfig:
+    n_users: int = 100
+    k: int = 10
+    seed: int = 1337
+
+
+@dataclass
+class RunConfig:
+    """Everything a run needs. Stages read their own section; artifact folders live under `run_dir`."""
+
+    run_dir: str = "runs/slm-60m"
+    cache_dir: Optional[str] = None  # registry downloads; default: $RECNARR_CACHE or ~/.cache/recnarr
+    data: DataConfig = field(default_factory=DataConfig)
+    corpus: CorpusConfig = field(default_factory=CorpusConfig)
+    model: GPTConfig = field(default_factory=GPTConfig)
+    pretrain: TrainConfig = field(default_factory=TrainConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    index: IndexConfig = field(default_factory=IndexConfig)
+    retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
+    narratives: NarrativeConfig = field(default_factory=NarrativeConfig)
+    quantize: QuantizeConfig = field(default_factory=QuantizeConfig)
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
+    serve: ServeConfig = field(default_factory=ServeConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def stage_dir(self, stage: str) -> Path:
+        return Path(self.run_dir) / stage
+
+
+def preset_path(preset: str) -> Path:
+    """A preset name (`base`, `cpu-small`) or a path to a YAML file."""
+    p = Path(preset)
+    if p.suffix in (".yaml", ".yml") and p.exists():
+        return p
+    p = CONFIG_DIR / f"{preset}.yaml"
+    if not p.exists():
+        names = sorted(q.stem for q in CONFIG_DIR.glob("*.yaml"))
+        raise ConfigError(f"unknown preset {preset!r}: expected one of {names} or a path to a .yaml file")
+    return p
+
+
+def _preset_chain(preset: str, seen: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """The preset and the ones its `defaults:` list names, base first."""
+    path = preset_path(preset)
+    if str(path) in seen:
+        raise ConfigError(f"preset {path} includes itself through its defaults list")
+    raw = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    chain: list[dict[str, Any]] = []
+    for parent in raw.pop("defaults", []) or []:
+        if parent == "_self_":
+            continue
+        chain += _preset_chain(str(parent), (*seen, str(path)))
+    chain.append(raw)
+    return chain
+
+
+def load_config(preset: str = "base", overrides: list[str] | None = None) -> RunConfig:
+    """Resolve a preset plus `key=value` overrides into a typed `RunConfig`."""
+    cfg = OmegaConf.structured(RunConfig)
+    try:
+        for layer in _preset_chain(preset):
+            cfg = OmegaConf.merge(cfg, layer)
+        for item in overrides or []:
+            if "=" not in item:
+                raise ConfigError(f"override {item!r} is not of the form key=value (e.g. pretrain.max_steps=100)")
+            cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([item]))
+    except (ConfigKeyError, ValidationError) as e:
+        raise ConfigError(f"config error ({preset}): {e.msg if hasattr(e, 'msg') else e}") from e
+    return OmegaConf.to_object(cfg)
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    return OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)
+
+
+def save_config(cfg: Any, folder: str | os.PathLike, name: str = "config.yaml") -> Path:
+    """Record the resolved config that made an artifact folder."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    return path
+
+
+def cache_dir(cfg: RunConfig | None = None) -> Path:
+    """Where registry downloads and extracted sources live (configurable, default the user's cache)."""
+    if cfg is not None and cfg.cache_dir:
+        return Path(cfg.cache_dir).expanduser()
+    if os.environ.get("RECNARR_CACHE"):
+        return Path(os.environ["RECNARR_CACHE"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "recnarr"
