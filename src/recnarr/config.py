@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import yaml
 from omegaconf import OmegaConf
@@ -31,10 +31,10 @@ class DataConfig:
     """`recnarr data load|split`: which catalog and histories, and how to split them."""
 
     dataset: str = "superstore"  # superstore | movielens | custom
-    catalog: Optional[str] = None  # custom: CSV / JSONL / Parquet file of products
-    interactions: Optional[str] = None  # custom: file of interactions
-    users: Optional[str] = None  # custom: optional file of users
-    column_map: Optional[str] = None  # YAML mapping the user's column names to ours
+    catalog: str | None = None  # custom: CSV / JSONL / Parquet file of products
+    interactions: str | None = None  # custom: file of interactions
+    users: str | None = None  # custom: optional file of users
+    column_map: str | None = None  # YAML mapping the user's column names to ours
     skip_invalid: bool = False  # report and skip bad rows instead of failing on the first
     holdout_val: int = 1  # last N interactions (by time) per user held out for validation
     holdout_test: int = 1  # ... and the N after those for test
@@ -47,12 +47,12 @@ class CorpusConfig:
 
     sources: list[str] = field(default_factory=lambda: ["brown", "sotu", "news", "parliament"])
     include_sentences: bool = False  # nlp-corpus sentences contain slurs; off unless asked
-    text_dir: Optional[str] = None  # any folder of .txt files, added to the sources
-    hf_dataset: Optional[str] = None  # a Hugging Face dataset name (needs a network)
+    text_dir: str | None = None  # any folder of .txt files, added to the sources
+    hf_dataset: str | None = None  # a Hugging Face dataset name (needs a network)
     hf_text_field: str = "text"
     val_fraction: float = 0.01  # share of documents held out for validation
     min_chars: int = 40  # documents shorter than this after cleaning are dropped
-    max_docs: Optional[int] = None  # cap per source (tests and tiny runs)
+    max_docs: int | None = None  # cap per source (tests and tiny runs)
     workers: int = 2
     seed: int = 1337
 
@@ -79,7 +79,7 @@ class TrainConfig:
     eval_iters: int = 20
     log_interval: int = 10
     ckpt_interval: int = 250
-    max_minutes: Optional[float] = None  # stop (and checkpoint) after this wall time
+    max_minutes: float | None = None  # stop (and checkpoint) after this wall time
     progress: bool = True
     tracking: bool = True
     tracking_uri: str = "sqlite:///mlruns.db"
@@ -111,8 +111,12 @@ class IndexConfig:
     hnsw_ef_search: int = 64
     ivf_nlist: int = 1024
     ivf_nprobe: int = 32
-    pq_m: int = 48
+    pq_m: int = 48  # sub-quantizers; must divide the embedding dimension (384)
+    pq_nbits: int = 8
+    ivf_refine: int = 4  # IVF-PQ: fetch k * this from the codes, re-score them exactly (stored vectors)
     batch_size: int = 128
+    progress: bool = True
+    incremental: bool = True  # reuse an existing index folder: embed only new/changed products
 
 
 @dataclass
@@ -134,7 +138,7 @@ class NarrativeConfig:
     max_history: int = 4  # past purchases shown in the prompt
     tones: list[str] = field(default_factory=lambda: ["warm", "concise", "premium"])
     heldout_product_fraction: float = 0.1  # products never seen in fine-tuning (test)
-    max_users: Optional[int] = None
+    max_users: int | None = None
     seed: int = 1337
 
 
@@ -155,7 +159,7 @@ class GenerationConfig:
     top_k: int = 50
     top_p: float = 0.95
     repetition_penalty: float = 1.1
-    seed: Optional[int] = None
+    seed: int | None = None
     max_retries: int = 2  # verifier failures regenerate with a new seed this many times
 
 
@@ -180,7 +184,7 @@ class RunConfig:
     """Everything a run needs. Stages read their own section; artifact folders live under `run_dir`."""
 
     run_dir: str = "runs/slm-60m"
-    cache_dir: Optional[str] = None  # registry downloads; default: $RECNARR_CACHE or ~/.cache/recnarr
+    cache_dir: str | None = None  # registry downloads; default: $RECNARR_CACHE or ~/.cache/recnarr
     data: DataConfig = field(default_factory=DataConfig)
     corpus: CorpusConfig = field(default_factory=CorpusConfig)
     model: GPTConfig = field(default_factory=GPTConfig)
