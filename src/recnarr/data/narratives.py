@@ -151,7 +151,8 @@ def kind_phrase(p: Product) -> str:
     if len(words) >= 2:
         return " ".join(_lower(w) for w in words[-2:])
     leaf = p.category[-1].lower() if p.category else "everyday"
-    return f"{leaf} essential"
+    # deterministic per product, so the model sees one name for one product
+    return [f"{leaf} essential", f"{leaf} staple", f"everyday {leaf} pick"][sum(map(ord, p.id)) % 3]
 
 
 def features(p: Product) -> list[str]:
@@ -234,18 +235,23 @@ class Writer:
         leaf = p.category[-1] if p.category else ""
         brand = "{brand}'s " if p.brand else ""
         first = self.pick([
-            f"Meet the {{product}}: {kind_article(kind)}{f' with {feats[0].lower()}' if feats else ''}.",
+            f"Meet the {{product}}: {kind_article(kind)}{f' {with_feature(feats[0])}' if feats else ''}.",
             "Next on your list: the {product}.",
             f"We recommend the {{product}}, {brand}{kind}.",
             "Take a look at the {product}.",
             f"The {{product}} is {kind_article(kind)}{f', {feats[0].lower()}' if feats else ''}.",
         ])
         out = [first]
+        said_kind = kind in first or "{brand}" in first
         purposes = PURPOSE.get(leaf) or ([p.description.split(".")[0].strip().lower()] if p.description else [])
         if purposes and purposes[0] and (rec.tone != "concise" or self.rng.random() < 0.5):
             purpose = self.pick(purposes)
-            out.append(self.pick([f"It {purpose}.", f"This {kind.split()[-1]} {purpose}." if not kind.endswith("essential") else f"It {purpose}.",
-                                  f"{'Built by {brand}, it' if p.brand else 'It'} {purpose}."]))
+            this = f"{'These' if is_plural(kind) else 'This'} {kind}"
+            options = [f"{this} {plural_verb(purpose) if is_plural(kind) else purpose}."] if not said_kind else [
+                f"It {purpose}.", f"{'Built by {brand}, it' if p.brand else 'It'} {purpose}.", f"{this} {purpose}."]
+            out.append(self.pick(options))
+        elif not said_kind:
+            out.append(self.pick([f"It is {kind_article(kind)}.", f"A fine choice of {kind}."]))
         if len(feats) > 1 and rec.tone != "concise":
             out.append(self.pick([f"Look for the {feats[1].lower()}.", f"It comes with {feats[1].lower()}.",
                                   f"Note the {feats[1].lower()}."]))
@@ -310,6 +316,31 @@ class Writer:
         return " ".join(sentences)
 
 
+def with_feature(feature: str) -> str:
+    """'Black' -> 'in black'; 'Rounded Back' -> 'with rounded back'."""
+    f = feature.lower()
+    return f"in {f}" if " " not in f else f"with {f}"
+
+
+def plural_verb(phrase: str) -> str:
+    """'keeps reports organized' -> 'keep reports organized' (the purpose phrases start with a verb)."""
+    verb, _, rest = phrase.partition(" ")
+    irregular = {"is": "are", "has": "have", "does": "do"}
+    if verb in irregular:
+        verb = irregular[verb]
+    elif verb.endswith("ies"):
+        verb = verb[:-3] + "y"
+    elif verb.endswith(("ches", "shes", "sses", "xes")):
+        verb = verb[:-2]
+    elif verb.endswith("s"):
+        verb = verb[:-1]
+    return f"{verb} {rest}".strip()
+
+
+def is_plural(kind: str) -> bool:
+    return kind.endswith("s") and not kind.endswith("ss")
+
+
 def kind_article(kind: str) -> str:
     article = "an" if kind[:1].lower() in "aeiou" else "a"
-    return kind if kind.endswith("s") and not kind.endswith("ss") else f"{article} {kind}"
+    return kind if is_plural(kind) else f"{article} {kind}"

@@ -148,7 +148,12 @@ def verify(text: str, rec: NarrativeRecord, facts: FactBase) -> Verification:
     years_ok = {h.date[:4] for h in rec.history} | ({str(p.attributes["year"])} if p.attributes.get("year") else set())
 
     # mask every title first: titles hold periods ("Cu. Ft.") that must not split sentences
-    found = facts.titles_in(text) + [t for t in items if t not in facts.titles and t in text]
+    # the record's own items first, so a catalog title that extends one ("Frame" vs "Frame.") can't shadow it
+    own = [t for t in sorted(items, key=len, reverse=True) if t in text]
+    rest_text = text
+    for t in own:
+        rest_text = rest_text.replace(t, " ")
+    found = own + facts.titles_in(rest_text)
     for t in found:
         if t not in items:
             errors.append(f"names {t!r}, which is not this product, a past purchase or its pair")
@@ -194,6 +199,8 @@ def verify(text: str, rec: NarrativeRecord, facts: FactBase) -> Verification:
                 errors.append(f"category word {w!r} does not fit the items this sentence is about")
             elif lw in facts.attribute_words and lw not in allowed:
                 errors.append(f"attribute {w!r} is not a property of the items this sentence is about")
+        for b in brands_ok:
+            rest = rest.replace(b, " ")  # "Wilson Jones" is allowed: its "Wilson" must not look like another brand
         for b in facts.brands:
             if b not in brands_ok and re.search(rf"(?<![\w-]){re.escape(b)}(?![\w-])", rest):
                 errors.append(f"brand {b!r} is not the brand of the items this sentence is about")
