@@ -50,10 +50,13 @@ class CorpusConfig:
     text_dir: str | None = None  # any folder of .txt files, added to the sources
     hf_dataset: str | None = None  # a Hugging Face dataset name (needs a network)
     hf_text_field: str = "text"
-    val_fraction: float = 0.01  # share of documents held out for validation
+    hf_split: str = "train"
+    blocklist_file: str | None = None  # extra words (one a line) whose sentences are dropped from `sentences`
+    val_fraction: float = 0.01  # share of documents held out for validation (per source, at least one)
     min_chars: int = 40  # documents shorter than this after cleaning are dropped
     max_docs: int | None = None  # cap per source (tests and tiny runs)
-    workers: int = 2
+    workers: int = 2  # tokenizer processes
+    progress: bool = True
     seed: int = 1337
 
 
@@ -84,6 +87,7 @@ class TrainConfig:
     tracking: bool = True
     tracking_uri: str = "sqlite:///mlruns.db"
     experiment: str = "recnarr"
+    log_checkpoint: bool = True  # the final best (else last) checkpoint as an MLflow artifact
 
 
 @dataclass
@@ -128,6 +132,9 @@ class RetrievalConfig:
     popularity_weight: float = 0.05
     copurchase_weight: float = 0.10
     candidates: int = 200  # nearest neighbours fetched before filters and re-ranking
+    copurchase_candidates: int = 50  # ... plus up to this many items most co-purchased with the history
+    positive_min_rating: float = 4.0  # a `rating` event counts as a positive (history, popularity) from here
+    max_reasons: int = 3  # past purchases cited per result
 
 
 @dataclass
@@ -177,6 +184,9 @@ class EvalConfig:
     n_users: int = 100
     k: int = 10
     seed: int = 1337
+    # `recnarr evaluate retrieval`: next-item prediction on the time split of each of these datasets
+    retrieval_datasets: list[str] = field(default_factory=lambda: ["superstore", "movielens"])
+    retrieval_max_users: int | None = None  # cap per dataset (None: every user with a test positive)
 
 
 @dataclass

