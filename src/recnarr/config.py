@@ -99,6 +99,13 @@ class FinetuneConfig:
     lora_alpha: int = 32
     lora_dropout: float = 0.05
     lora_targets: list[str] = field(default_factory=lambda: ["c_attn", "c_proj", "c_fc"])
+    # train.lr is the adapters' rate (LoRA wants ~1e-3..3e-3); full fine-tuning of every weight uses this
+    # lower one (min_lr scaled by the same ratio)
+    full_lr: float = 3e-4
+    # `recnarr finetune --compare`: the variants trained with the same step budget (method[-rN])
+    compare: list[str] = field(default_factory=lambda: ["full", "lora-r16", "lora-r32", "qlora-r16"])
+    eval_examples: int = 16  # validation prompts generated greedily for the grounding pass rate
+    eval_max_new_tokens: int = 160
     train: TrainConfig = field(
         default_factory=lambda: TrainConfig(max_steps=1500, lr=1e-3, min_lr=1e-4, warmup_steps=50, weight_decay=0.0)
     )
@@ -121,6 +128,7 @@ class IndexConfig:
     batch_size: int = 128
     progress: bool = True
     incremental: bool = True  # reuse an existing index folder: embed only new/changed products
+    search_threads: int = 1  # FAISS threads for requests of <= 16 queries (0: all cores); see index.py
 
 
 @dataclass
@@ -129,8 +137,10 @@ class RetrievalConfig:
 
     recency_half_life_days: float = 180.0
     text_weight: float = 0.5  # weight of the free-text vector against the history vector
-    popularity_weight: float = 0.05
-    copurchase_weight: float = 0.10
+    # re-ranking weights, chosen on the VALIDATION split (Superstore + MovieLens, best mean relative NDCG@10
+    # over a grid; see recnarr.retrieval.recommender for the score)
+    popularity_weight: float = 0.4
+    copurchase_weight: float = 0.4
     candidates: int = 200  # nearest neighbours fetched before filters and re-ranking
     copurchase_candidates: int = 50  # ... plus up to this many items most co-purchased with the history
     positive_min_rating: float = 4.0  # a `rating` event counts as a positive (history, popularity) from here
@@ -151,9 +161,17 @@ class NarrativeConfig:
 
 @dataclass
 class QuantizeConfig:
-    """`recnarr quantize`: the one quantization switch."""
+    """`recnarr quantize`: the one quantization switch (recnarr.model.quantize)."""
 
-    mode: str = "int8"  # none | bf16 | int8 | int4 | nf4
+    mode: str = "int8"  # none | bf16 | int8 | int4 | nf4: what the generator serves
+    group_size: int = 32  # int4: weights per (scale, zero) group along the input dimension
+    # `recnarr quantize`: every mode written to <run>/serving/<mode>/ and measured in the table
+    modes: list[str] = field(default_factory=lambda: ["none", "bf16", "int8", "int4", "nf4"])
+    bench_prompt_tokens: int = 200
+    bench_new_tokens: int = 120
+    bench_repeats: int = 3  # decode timing: best of this many runs
+    eval_batches: int = 20  # corpus val.bin windows (or narrative val batches) for the loss / perplexity
+    eval_examples: int = 16  # narrative val prompts generated for the grounding pass rate (0: skip)
 
 
 @dataclass

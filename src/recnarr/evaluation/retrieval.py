@@ -1,0 +1,313 @@
+"""`recnarr evaluate retrieval`: next-item prediction on the time split, our retriever vs baselines.
+
+Protocol, per dataset (Superstore and MovieLens-100k by default, `eval.retrieval_datasets`):
+- positives: purchases (Superstore) or ratings >= `retrieval.positive_min_rating` (MovieLens: 4);
+- a user is evaluated if they have a positive in the TEST split that they had not interacted with
+  positively before (targets = those new items) and at least one positive in train + val (the history);
+- every method ranks the whole catalog minus the user's history (in stock or not: the ranking, not the
+  stock filter, is measured) and returns its top k;
+- popularity and co-occurrence (for the baselines and our re-ranking) come from TRAIN positives only;
+- Recall@k = |top-k ∩ targets| / |targets|, NDCG@k with binary gains, coverage = distinct items in
+  anyone's top-k / catalog size.
+
+Methods in the same table: random, most-popular, item-kNN (co-occurrence, cosine-normalised: sum over the
+history of co(h, c) / sqrt(n_h n_c)), ours with similarity only, and ours with the configured re-ranking.
+
+Approximate index recall: for the configured HNSW and IVF-PQ settings, recall@k of their neighbours
+against exact inner product, on the real embeddings, with the users' query vectors and every product's
+own vector as queries (target >= 0.95).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from recnarr.config import IndexConfig, RunConfig, cache_dir
+from recnarr.data.schema import Dataset
+from recnarr.retrieval.index import ProductIndex
+from recnarr.retrieval.recommender import (
+    Filters,
+    InteractionStats,
+    Recommender,
+    positive_interactions,
+    train_interactions,
+)
+
+
+@dataclass
+class EvalCase:
+    user_id: str
+    history: list[tuple[str, Any]]  # (product id, timestamp), oldest first: train + val positives
+    targets: set[str]  # new test positives
+
+
+Ranker = Callable[[EvalCase, int], list[str]]
+
+
+# ------------------------------------------------------------------------------------------- metrics
+
+
+def recall_at_k(ranked: Sequence[str], targets: set[str], k: int) -> float:
+    return len(set(ranked[:k]) & targets) / len(targets) if targets else 0.0
+
+
+def ndcg_at_k(ranked: Sequence[str], targets: set[str], k: int) -> float:
+    dcg = sum(1.0 / math.log2(i + 2) for i, p in enumerate(ranked[:k]) if p in targets)
+    idcg = sum(1.0 / math.log2(i + 2) for i in range(min(len(targets), k)))
+    return dcg / idcg if idcg else 0.0
+
+
+def eval_cases(ds: Dataset, min_rating: float = 4.0, max_users: int | None = None, seed: int = 0,
+               split: str = "test") -> list[EvalCase]:
+    """One case per user with a new positive in `split` and a non-empty history before it.
+
+    split="test": history = train + val positives; split="val" (for tuning): history = train positives.
+    """
+    inter = ds.interactions
+    if "split" not in inter.columns:
+        raise ValueError(f"dataset {ds.name!r} has no `split` column: run the time split (`recnarr data load`)")
+    before = {"test": ["train", "val"], "val": ["train"]}[split]
+    pos = positive_interactions(inter, min_rating).sort_values(["user_id", "timestamp"], kind="stable")
+    cases = []
+    for uid, rows in pos.groupby("user_id", sort=True):
+        past = rows[rows["split"].isin(before)]
+        seen = set(past["product_id"])
+        targets = set(rows.loc[rows["split"] == split, "product_id"]) - seen
+        if targets and len(past):
+            cases.append(EvalCase(str(uid), list(zip(past["product_id"], past["timestamp"], strict=True)), targets))
+    if max_users is not None and len(cases) > max_users:
+        pick = np.random.default_rng(seed).choice(len(cases), max_users, replace=False)
+        cases = [cases[i] for i in sorted(pick)]
+    return cases
+
+
+def evaluate_rankers(cases: Sequence[EvalCase], rankers: dict[str, Ranker], catalog_size: int,
+                     k: int = 10) -> dict[str, dict[str, float]]:
+    out = {}
+    for name, rank in rankers.items():
+        rec, ndcg, seen, hits = [], [], set(), 0
+        t0 = time.perf_counter()
+        for c in cases:
+            top = rank(c, k)[:k]
+            rec.append(recall_at_k(top, c.targets, k))
+            ndcg.append(ndcg_at_k(top, c.targets, k))
+            hits += len(set(top) & c.targets)
+            seen.update(top)
+        out[name] = {f"recall@{k}": float(np.mean(rec)) if rec else 0.0,
+                     f"ndcg@{k}": float(np.mean(ndcg)) if ndcg else 0.0,
+                     "coverage": len(seen) / catalog_size if catalog_size else 0.0,
+                     "hits": hits,  # targets found in a top-k, all users together (the scale of the numbers)
+                     "ms_per_user": 1000 * (time.perf_counter() - t0) / max(len(cases), 1)}
+    return out
+
+
+# ------------------------------------------------------------------------------------------ baselines
+
+
+def _top_excluding(order: np.ndarray, ids: np.ndarray, exclude: set[str], k: int) -> list[str]:
+    out = []
+    for i in order:
+        if ids[i] not in exclude:
+            out.append(str(ids[i]))
+            if len(out) == k:
+                break
+    return out
+
+
+def random_ranker(catalog: Sequence[str], seed: int = 0) -> Ranker:
+    ids = np.asarray(catalog, dtype=object)
+    rng = np.random.default_rng(seed)
+
+    def rank(case: EvalCase, k: int) -> list[str]:
+        return _top_excluding(rng.permutation(len(ids)), ids, {h for h, _ in case.history}, k)
+
+    return rank
+
+
+def popularity_ranker(catalog: Sequence[str], stats: InteractionStats) -> Ranker:
+    ids = np.asarray(catalog, dtype=object)
+    order = np.lexsort((ids.astype(str), -stats.popularity(list(catalog))))
+
+    def rank(case: EvalCase, k: int) -> list[str]:
+        return _top_excluding(order, ids, {h for h, _ in case.history}, k)
+
+    return rank
+
+
+def itemknn_ranker(catalog: Sequence[str], stats: InteractionStats) -> Ranker:
+    """Item co-occurrence kNN: score(c) = sum_h co(h, c) / sqrt(n_h * n_c); ties and the rest by popularity."""
+    ids = np.asarray(catalog, dtype=object)
+    cols = stats.cols(list(catalog))
+    pop = stats.popularity(list(catalog))
+    n = np.where(cols >= 0, stats.counts[np.maximum(cols, 0)], 0.0)
+
+    def rank(case: EvalCase, k: int) -> list[str]:
+        hist = list(dict.fromkeys(h for h, _ in case.history))
+        hc = stats.cols(hist)
+        hc = hc[hc >= 0]
+        score = np.zeros(len(ids))
+        if len(hc):
+            co = stats.cooc[hc].toarray()  # (H, items)
+            co = co / np.sqrt(stats.counts[hc])[:, None]
+            row = co.sum(axis=0)
+            score = np.where(cols >= 0, row[np.maximum(cols, 0)], 0.0) / np.sqrt(np.maximum(n, 1.0))
+        order = np.lexsort((ids.astype(str), -pop, -score))
+        return _top_excluding(order, ids, set(hist), k)
+
+    return rank
+
+
+def retriever_ranker(rec: Recommender) -> Ranker:
+    f = Filters(in_stock=False, exclude_purchased=True)
+
+    def rank(case: EvalCase, k: int) -> list[str]:
+        return [r.product.id for r in rec.recommend(case.history, filters=f, k=k)]
+
+    return rank
+
+
+# ------------------------------------------------------------------------------ approximate index recall
+
+
+def approx_recall(vectors: np.ndarray, queries: np.ndarray, cfg: IndexConfig, k: int = 10) -> dict[str, Any]:
+    """Recall@k of HNSW and IVF-PQ (at `cfg`'s settings) against exact inner product on the same vectors."""
+    products = _stub_products(len(vectors))
+    exact = ProductIndex.build(products, replace(cfg, index_type="flat", progress=False), vectors=vectors)
+    truth = [{p for p, _ in r} for r in exact.search(queries, k)]
+    out: dict[str, Any] = {}
+    for kind in ("hnsw", "ivfpq"):
+        t0 = time.perf_counter()
+        idx = ProductIndex.build(products, replace(cfg, index_type=kind, progress=False), vectors=vectors)
+        build_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        got = idx.search(queries, k)
+        search_ms = 1000 * (time.perf_counter() - t0) / max(len(queries), 1)
+        hits = [len({p for p, _ in g} & t) / max(len(t), 1) for g, t in zip(got, truth, strict=True)]
+        out[kind] = {"recall@k": float(np.mean(hits)), "params": idx.manifest["index_params"],
+                     "build_s": round(build_s, 3), "ms_per_query": round(search_ms, 3), "queries": len(queries)}
+    return out
+
+
+def _stub_products(n: int) -> pd.DataFrame:
+    """Placeholder catalog rows for indexes built from bare vectors."""
+    return pd.DataFrame({"id": [f"v{i}" for i in range(n)], "title": [f"v{i}" for i in range(n)], "brand": None,
+                         "category": [[] for _ in range(n)], "price": 0.0, "currency": "USD", "discount": 0.0,
+                         "in_stock": True, "attributes": [{} for _ in range(n)], "description": ""})
+
+
+# --------------------------------------------------------------------------------------------- driver
+
+
+def evaluate_dataset(ds: Dataset, index: ProductIndex, cfg: RunConfig) -> dict[str, Any]:
+    """The comparison table and the approximate index recall for one dataset."""
+    k, rcfg = cfg.eval.k, cfg.retrieval
+    cases = eval_cases(ds, rcfg.positive_min_rating, cfg.eval.retrieval_max_users, cfg.eval.seed)
+    catalog = index.ids
+    rec = Recommender(index, ds.interactions, rcfg)
+    sim_only = Recommender(index, ds.interactions, replace(rcfg, popularity_weight=0.0, copurchase_weight=0.0))
+    stats = InteractionStats(train_interactions(positive_interactions(ds.interactions, rcfg.positive_min_rating)))
+    rankers: dict[str, Ranker] = {
+        "random": random_ranker(catalog, cfg.eval.seed),
+        "most-popular": popularity_ranker(catalog, stats),
+        "item-kNN (co-occurrence)": itemknn_ranker(catalog, stats),
+        "ours: embedding similarity": retriever_ranker(sim_only),
+        "ours: similarity + popularity + co-purchase": retriever_ranker(rec),
+    }
+    table = evaluate_rankers(cases, rankers, len(catalog), k)
+    users = np.stack([rec.query_vector(*rec.resolve_history(c.history), None) for c in cases]) \
+        if cases else np.zeros((0, index.dim), np.float32)
+    approx_users = approx_recall(index.vectors, users, cfg.index, k) if len(users) else {}
+    approx_products = approx_recall(index.vectors, index.vectors, cfg.index, k)
+    return {
+        "dataset": ds.name, "catalog_checksum": ds.checksum(), "products": len(catalog), "users": len(cases),
+        "targets": sum(len(c.targets) for c in cases),
+        "targets_per_user": float(np.mean([len(c.targets) for c in cases])) if cases else 0.0,
+        "history_per_user": float(np.mean([len(c.history) for c in cases])) if cases else 0.0,
+        "index": {"type": index.manifest["index_type"], "params": index.manifest["index_params"]},
+        "methods": table,
+        "approx_index_recall": {kind: {**approx_users.get(kind, {}),
+                                       "recall@k_product_queries": approx_products[kind]["recall@k"]}
+                                for kind in approx_products},
+    }
+
+
+def load_eval_dataset(name: str, cfg: RunConfig) -> Dataset:
+    """The run's own dataset if it is `name`, else `name` loaded from the cache and split the same way."""
+    if cfg.data.dataset == name:
+        from recnarr.data.stages import load_dataset
+
+        return load_dataset(cfg)
+    from recnarr.data.splits import time_split
+
+    if name == "superstore":
+        from recnarr.data.superstore import load_superstore
+
+        ds = load_superstore(cache_dir(cfg))
+    elif name == "movielens":
+        from recnarr.data.movielens import load_movielens
+
+        ds = load_movielens(cache_dir(cfg))
+    else:
+        raise ValueError(f"eval.retrieval_datasets: unknown dataset {name!r} (superstore | movielens | the "
+                         f"run's own data.dataset {cfg.data.dataset!r})")
+    return time_split(ds, holdout_val=cfg.data.holdout_val, holdout_test=cfg.data.holdout_test,
+                      min_history=cfg.data.min_history)
+
+
+def index_for(ds: Dataset, cfg: RunConfig) -> ProductIndex:
+    """`<run>/index` if it was built from this catalog, else an index kept under `<run>/eval/indexes/`."""
+    from recnarr.retrieval.stages import build_or_update
+
+    main = cfg.stage_dir("index")
+    if (main / "manifest.json").exists():
+        m = json.loads((main / "manifest.json").read_text())
+        if m["catalog_checksum"] == ds.checksum() and m["embed_model"] == cfg.index.embed_model:
+            return ProductIndex.load(main, catalog_checksum=ds.checksum())
+    folder = cfg.stage_dir("eval") / "indexes" / ds.name
+    idx, _ = build_or_update(ds, cfg.index, folder)
+    idx.save(folder)
+    return idx
+
+
+def format_table(results: dict[str, Any], k: int = 10) -> str:
+    lines = [f"{'dataset':<11} {'method':<45} {'Recall@' + str(k):>9} {'NDCG@' + str(k):>8} {'coverage':>9} "
+             f"{'hits':>5}"]
+    for r in results["datasets"]:
+        for name, m in r["methods"].items():
+            lines.append(f"{r['dataset']:<11} {name:<45} {m[f'recall@{k}']:>9.4f} {m[f'ndcg@{k}']:>8.4f} "
+                         f"{m['coverage']:>9.3f} {m['hits']:>5}")
+        lines.append(f"{'':<11} ({r['users']} users, {r['targets']} test targets, {r['products']} products, "
+                     f"index {r['index']['type']})")
+    lines.append("")
+    lines.append(f"{'dataset':<11} {'approximate index':<45} {'recall@' + str(k) + ' vs exact':>18}  settings")
+    for r in results["datasets"]:
+        for kind, a in r["approx_index_recall"].items():
+            users = f"{a['recall@k']:.4f}" if "recall@k" in a else "  -   "
+            lines.append(f"{r['dataset']:<11} {kind:<45} {users:>8} / {a['recall@k_product_queries']:.4f}  "
+                         f"{a.get('params', '')}")
+    lines.append("(recall vs exact: user query vectors / product vectors as queries)")
+    return "\n".join(lines)
+
+
+def evaluate_retrieval(cfg: RunConfig) -> dict[str, Any]:
+    """Run the comparison on every dataset of `eval.retrieval_datasets`; write `<run>/eval/retrieval.json`."""
+    results: dict[str, Any] = {"k": cfg.eval.k, "retrieval_config": vars(cfg.retrieval).copy(), "datasets": []}
+    for name in cfg.eval.retrieval_datasets:
+        ds = load_eval_dataset(name, cfg)
+        index = index_for(ds, cfg)
+        results["datasets"].append(evaluate_dataset(ds, index, cfg))
+    out = Path(cfg.stage_dir("eval"))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "retrieval.json").write_text(json.dumps(results, indent=2, default=str))
+    print(format_table(results, cfg.eval.k))
+    print(f"-> {out / 'retrieval.json'}")
+    return results

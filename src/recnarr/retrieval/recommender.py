@@ -1,0 +1,385 @@
+"""Personalized candidates: a user's history and/or free text -> filtered, re-ranked products with reasons.
+
+Query vector. Each past purchase h_i (a positive interaction: purchase/cart, or a rating >= 4) weighs
+w_i = 0.5 ** (age_i / half_life), age_i = days before the newest purchase in the history (items sent
+without a timestamp weigh 1, like the newest). The history vector is the normalised weighted mean of
+their embeddings; with free text t it becomes normalise((1 - text_weight) * h + text_weight * e(t)).
+
+Candidates. The `candidates` nearest products of the query in the index, plus (if copurchase_weight > 0)
+up to `copurchase_candidates` products most co-purchased with the history, widened until enough pass
+the filters (or the whole catalog was seen).
+
+Score (documented, every component is returned with the result):
+
+    score = cosine(query, product)
+          + popularity_weight * log(1 + n_p) / log(1 + max_q n_q)
+          + copurchase_weight * co(p) / max_candidates co(c)
+    co(p) = sum over history items h of  n_hp / sqrt(n_h * n_p)
+
+n_p = distinct users with a positive interaction with p in the TRAIN split, n_hp = train users who
+bought both h and p. Both weighted terms are in [0, 1]. The co-purchase count is cosine-normalised (as in
+item-kNN) so that items everybody buys do not dominate it: on the validation split this beat the raw
+count on both datasets (MovieLens NDCG@10 0.065 vs 0.056 at weights 0.8/0.8). The weights are
+chosen on the validation split (`docs` / `recnarr evaluate retrieval`).
+
+Reasons. For each result, the past purchases it is nearest to (cosine, highest first) and any past
+purchase it is co-purchased with (`copurchase_count` = train users who bought both), so the narrative can
+cite a real connection.
+
+Privacy (anonymous mode). `recommend(history=[ids...])` needs no user id. The recommender keeps no state
+per call: nothing about the history or text is logged, cached or written; it reads the index and the
+interaction statistics, which are fixed at construction.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import sparse
+
+from recnarr.config import RetrievalConfig
+from recnarr.data.schema import Dataset, Product
+from recnarr.retrieval.embedder import embed_texts
+from recnarr.retrieval.index import ProductIndex
+
+HistoryItem = str | tuple[str, Any]  # product id, or (product id, timestamp: datetime | ISO str | epoch s)
+POSITIVE_EVENTS = ("purchase", "cart")
+
+
+@dataclass
+class Filters:
+    """Hard constraints on recommended products (applied before the top k are picked)."""
+
+    in_stock: bool = True  # only products in stock
+    min_price: float | None = None  # on the price the shopper pays (after discount)
+    max_price: float | None = None
+    categories: Sequence[str] | None = None  # any level of the category path matches (case-insensitive)
+    exclude_purchased: bool = True  # never recommend an item of the history
+    max_per_brand: int | None = None  # at most this many results per brand (no-brand products: unlimited)
+    exclude_ids: Sequence[str] = ()  # never recommend these
+
+    def __post_init__(self) -> None:
+        if self.min_price is not None and self.max_price is not None and self.min_price > self.max_price:
+            raise ValueError(f"min_price {self.min_price} > max_price {self.max_price}")
+        if self.max_per_brand is not None and self.max_per_brand < 1:
+            raise ValueError(f"max_per_brand must be >= 1, got {self.max_per_brand}")
+
+
+@dataclass
+class Reason:
+    """A past purchase a recommendation is connected to."""
+
+    product_id: str
+    title: str
+    similarity: float  # cosine between the recommended product's and this purchase's embeddings
+    copurchase_count: int = 0  # train users who bought both
+
+
+@dataclass
+class Recommendation:
+    product: Product  # as indexed: current price, discount, stock
+    score: float  # similarity + popularity_weight * popularity + copurchase_weight * copurchase
+    similarity: float  # cosine with the query vector
+    popularity: float  # normalised log popularity in [0, 1]
+    copurchase: float  # normalised co-purchase count with the history in [0, 1]
+    reasons: list[Reason] = field(default_factory=list)
+
+    @property
+    def copurchased(self) -> bool:
+        return any(r.copurchase_count > 0 for r in self.reasons)
+
+
+class UnknownProductError(KeyError):
+    """A product id that is not in the index."""
+
+    def __str__(self) -> str:  # KeyError's default repr-quotes the message
+        return str(self.args[0])
+
+
+def positive_interactions(interactions: pd.DataFrame, min_rating: float = 4.0) -> pd.DataFrame:
+    """Interactions that say the user liked the item: purchases, carts, ratings >= min_rating."""
+    if interactions.empty:
+        return interactions
+    event = interactions["event"].astype(str)
+    rated = event.eq("rating") & (pd.to_numeric(interactions["rating"], errors="coerce") >= min_rating)
+    return interactions[event.isin(POSITIVE_EVENTS) | rated]
+
+
+def train_interactions(interactions: pd.DataFrame) -> pd.DataFrame:
+    """The train split (all rows if the dataset is not split)."""
+    if "split" in interactions.columns:
+        return interactions[interactions["split"] == "train"]
+    return interactions
+
+
+class InteractionStats:
+    """Item popularity and user-level co-occurrence from a set of (positive) interactions."""
+
+    def __init__(self, interactions: pd.DataFrame):
+        pairs = interactions[["user_id", "product_id"]].drop_duplicates()
+        items = pd.Index(pd.unique(pairs["product_id"]))
+        users = pd.Index(pd.unique(pairs["user_id"]))
+        rows = users.get_indexer(pairs["user_id"])
+        cols = items.get_indexer(pairs["product_id"])
+        x = sparse.csr_matrix((np.ones(len(pairs), np.float32), (rows, cols)), shape=(len(users), len(items)))
+        self.items: list[str] = [str(p) for p in items]  # column j of the statistics is product items[j]
+        self.counts = np.asarray(x.sum(axis=0)).ravel()  # distinct users per item
+        co = (x.T @ x).tocsr()
+        co.setdiag(0)
+        co.eliminate_zeros()
+        self.cooc = co  # (items, items): users who interacted with both
+        inv = sparse.diags(1.0 / np.sqrt(np.maximum(self.counts, 1.0)))
+        self.cooc_cosine = (inv @ co @ inv).tocsr()  # co(a, b) / sqrt(n_a n_b): popular items don't swamp it
+        self.max_count = float(self.counts.max()) if len(self.counts) else 0.0
+        self._col = {p: j for j, p in enumerate(self.items)}
+
+    def cols(self, product_ids: Sequence[str]) -> np.ndarray:
+        """Column of each product in the statistics, -1 for products nobody interacted with."""
+        return np.fromiter((self._col.get(p, -1) for p in product_ids), dtype=np.int64, count=len(product_ids))
+
+    def popularity(self, product_ids: Sequence[str]) -> np.ndarray:
+        """log(1 + users) / log(1 + max users), in [0, 1]."""
+        c = self.cols(product_ids)
+        if self.max_count <= 0:
+            return np.zeros(len(c))
+        raw = np.where(c >= 0, self.counts[np.maximum(c, 0)], 0.0)
+        return np.log1p(raw) / math.log1p(self.max_count)
+
+    def copurchase_row(self, history_ids: Sequence[str]) -> np.ndarray:
+        """co(p) for every item column: sum over history items h of co(h, p) / sqrt(n_h n_p)."""
+        c = self.cols(history_ids)
+        c = c[c >= 0]
+        if not len(c):
+            return np.zeros(len(self.items), dtype=np.float32)
+        return np.asarray(self.cooc_cosine[c].sum(axis=0)).ravel()
+
+    def pair_counts(self, a: str, bs: Sequence[str]) -> np.ndarray:
+        """Users who interacted with both a and each of bs."""
+        return self.pair_matrix([a], bs)[0]
+
+    def pair_matrix(self, a: Sequence[str], b: Sequence[str]) -> np.ndarray:
+        """(len(a), len(b)) users who interacted with both."""
+        ca, cb = self.cols(a), self.cols(b)
+        out = np.zeros((len(a), len(b)), dtype=np.int64)
+        ia, ib = np.flatnonzero(ca >= 0), np.flatnonzero(cb >= 0)
+        if len(ia) and len(ib):
+            out[np.ix_(ia, ib)] = self.cooc[ca[ia]][:, cb[ib]].toarray()
+        return out
+
+
+def _to_timestamp(ts: Any) -> pd.Timestamp | None:
+    if ts is None or (isinstance(ts, float) and math.isnan(ts)):
+        return None
+    t = pd.Timestamp(ts, unit="s") if isinstance(ts, int | float | np.integer | np.floating) else pd.Timestamp(ts)
+    return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
+
+
+class Recommender:
+    """History / text -> filtered, re-ranked products with reasons. Stateless per call (see module doc)."""
+
+    def __init__(
+        self,
+        index: ProductIndex,
+        interactions: pd.DataFrame | None = None,
+        cfg: RetrievalConfig | None = None,
+        text_encoder: Callable[[list[str]], np.ndarray] | None = None,
+    ):
+        """`interactions`: the dataset's interactions (train split used for the statistics; all rows for
+        `user_id` histories). `text_encoder`: list of texts -> normalised vectors in the index's space
+        (default: the index's embedding model)."""
+        self.index = index
+        self.cfg = cfg or RetrievalConfig()
+        self._interactions = interactions if interactions is not None else pd.DataFrame(
+            columns=["user_id", "product_id", "event", "quantity", "rating", "timestamp"])
+        positives = positive_interactions(self._interactions, self.cfg.positive_min_rating)
+        self._positives = positives
+        self.stats = InteractionStats(train_interactions(positives))
+        self._text_encoder = text_encoder or (lambda texts: embed_texts(texts, model=index.embed_model))
+
+    @classmethod
+    def from_folder(
+        cls,
+        folder: str | Path,
+        dataset: Dataset,
+        cfg: RetrievalConfig | None = None,
+        embed_model: str | None = None,
+    ) -> Recommender:
+        """Load the index in `folder` (checked against the dataset's catalog checksum) with its interactions."""
+        index = ProductIndex.load(folder, catalog_checksum=dataset.checksum(), embed_model=embed_model)
+        return cls(index, dataset.interactions, cfg)
+
+    # ------------------------------------------------------------------------------------------ query
+
+    def user_history(self, user_id: str) -> list[tuple[str, Any]]:
+        """A known user's positive interactions (all splits), oldest first, as (product id, timestamp)."""
+        h = self._positives[self._positives["user_id"] == user_id].sort_values("timestamp", kind="stable")
+        if h.empty and not (self._interactions["user_id"] == user_id).any():
+            raise KeyError(f"unknown user id {user_id!r}")
+        return list(zip(h["product_id"], h["timestamp"], strict=True))
+
+    def resolve_history(self, history: Sequence[HistoryItem]) -> tuple[list[str], list[pd.Timestamp | None]]:
+        """Product ids and UTC timestamps (None where not given); unknown ids raise UnknownProductError."""
+        if isinstance(history, str):
+            raise TypeError("history is a list of product ids or (product id, timestamp) pairs; "
+                            "pass a user id as user_id=")
+        ids: list[str] = []
+        times: list[pd.Timestamp | None] = []
+        for item in history:
+            pid, ts = (item, None) if isinstance(item, str) else (item[0], item[1])
+            if pid not in self.index:
+                raise UnknownProductError(f"unknown product id {pid!r} in the history: not in the index "
+                                          f"({len(self.index)} products, checksum {self.index.checksum})")
+            ids.append(str(pid))
+            times.append(_to_timestamp(ts))
+        return ids, times
+
+    def history_weights(self, times: Sequence[pd.Timestamp | None]) -> np.ndarray:
+        """Recency weights 0.5 ** (days before the newest / half-life); no timestamp -> weight 1."""
+        known = [t for t in times if t is not None]
+        if not known:
+            return np.ones(len(times))
+        newest = max(known)
+        hl = self.cfg.recency_half_life_days
+        return np.array([1.0 if t is None else 0.5 ** (((newest - t).total_seconds() / 86400.0) / hl)
+                         for t in times])
+
+    def query_vector(self, history_ids: Sequence[str], times: Sequence[pd.Timestamp | None],
+                     text: str | None) -> np.ndarray | None:
+        vec = None
+        if history_ids:
+            w = self.history_weights(times)
+            h = (w[:, None] * self.index.vectors[self.index.rows_of(history_ids)]).sum(axis=0)
+            vec = h / max(np.linalg.norm(h), 1e-12)
+        if text and text.strip():
+            t = np.asarray(self._text_encoder([text.strip()]), dtype=np.float32)[0]
+            t = t / max(np.linalg.norm(t), 1e-12)
+            vec = t if vec is None else (1 - self.cfg.text_weight) * vec + self.cfg.text_weight * t
+            vec = vec / max(np.linalg.norm(vec), 1e-12)
+        return None if vec is None else vec.astype(np.float32)
+
+    # ---------------------------------------------------------------------------------------- recommend
+
+    def recommend(
+        self,
+        history: Sequence[HistoryItem] | None = None,
+        *,
+        user_id: str | None = None,
+        text: str | None = None,
+        filters: Filters | None = None,
+        k: int = 10,
+    ) -> list[Recommendation]:
+        """Top-k products for a history and/or free text.
+
+        history: product ids, or (product id, timestamp) pairs (anonymous mode: no user id needed).
+        user_id: a known user; their positive interactions are the history (added to `history` if both).
+        With neither history nor text, the most popular products that pass the filters are returned.
+        Raises `UnknownProductError` (a KeyError) for a history product that is not in the index.
+        """
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        if isinstance(history, str):
+            raise TypeError("history is a list of product ids or (product id, timestamp) pairs; "
+                            "pass a user id as user_id=")
+        filters = filters or Filters()
+        items: list[HistoryItem] = list(self.user_history(user_id)) if user_id is not None else []
+        items += list(history or [])
+        hist_ids, times = self.resolve_history(items)
+        query = self.query_vector(hist_ids, times, text)
+        excluded = set(filters.exclude_ids) | (set(hist_ids) if filters.exclude_purchased else set())
+        co_row = self.stats.copurchase_row(hist_ids) if hist_ids else None
+
+        n_fetch = self.cfg.candidates + len(excluded)
+        while True:  # widen the search until k results pass the filters, or the whole catalog was seen
+            rows = self._filter(self._candidates(query, co_row, n_fetch), filters, excluded)
+            searched_all = n_fetch >= len(self.index)
+            if len(rows) >= k or searched_all:
+                out = self._rank(rows, query, hist_ids, co_row, filters, k)
+                if len(out) == k or searched_all:
+                    return out
+            n_fetch *= 4
+
+    def _candidates(self, query: np.ndarray | None, co_row: np.ndarray | None, n_fetch: int) -> np.ndarray:
+        """Index rows of the candidate pool (nearest neighbours + co-purchased + popular if no query)."""
+        ids: list[str] = []
+        if query is not None:
+            ids += [pid for pid, _ in self.index.search(query, n_fetch)[0]]
+        else:  # cold start: popularity order
+            pop = self.stats.popularity(self.index.ids)
+            ids += [self.index.ids[i] for i in np.argsort(-pop, kind="stable")[:n_fetch]]
+        if co_row is not None and self.cfg.copurchase_weight > 0 and self.cfg.copurchase_candidates > 0:
+            top = np.argsort(-co_row, kind="stable")[: self.cfg.copurchase_candidates]
+            ids += [self.stats.items[j] for j in top if co_row[j] > 0 and self.stats.items[j] in self.index]
+        return self.index.rows_of(dict.fromkeys(ids))
+
+    def _filter(self, rows: np.ndarray, f: Filters, excluded: set[str]) -> np.ndarray:
+        col = self.index.column
+        keep = np.ones(len(rows), dtype=bool)
+        if excluded:
+            keep &= np.array([pid not in excluded for pid in col("id")[rows]], dtype=bool)
+        if f.in_stock:
+            keep &= col("in_stock")[rows].astype(bool)
+        if f.min_price is not None or f.max_price is not None:
+            paid = col("price")[rows].astype(float) * (1.0 - col("discount")[rows].astype(float))
+            if f.min_price is not None:
+                keep &= paid >= f.min_price - 1e-9
+            if f.max_price is not None:
+                keep &= paid <= f.max_price + 1e-9
+        if f.categories:
+            wanted = {c.strip().lower() for c in f.categories}
+            cats = col("category")[rows]
+            keep &= np.array([bool(wanted & {str(c).lower() for c in (path or [])}) for path in cats], dtype=bool)
+        return rows[keep]
+
+    def _rank(self, rows: np.ndarray, query: np.ndarray | None, hist_ids: list[str], co_row: np.ndarray | None,
+              f: Filters, k: int) -> list[Recommendation]:
+        if not len(rows):
+            return []
+        ids = [str(p) for p in self.index.column("id")[rows]]
+        vecs = self.index.vectors[rows]
+        sim = vecs @ query if query is not None else np.zeros(len(rows), dtype=np.float32)
+        pop = self.stats.popularity(ids)
+        co_raw = np.zeros(len(rows))
+        if co_row is not None and len(co_row):
+            c = self.stats.cols(ids)
+            co_raw = np.where(c >= 0, co_row[np.maximum(c, 0)], 0.0)
+        co = co_raw / co_raw.max() if co_raw.max() > 0 else np.zeros(len(rows))
+        score = sim + self.cfg.popularity_weight * pop + self.cfg.copurchase_weight * co
+        order = np.lexsort((np.array(ids), -score))  # ties: by id, so results are deterministic
+        brands: dict[str, int] = {}
+        picked: list[int] = []
+        brand_col = self.index.column("brand")[rows]
+        for i in order:
+            b = brand_col[i]
+            if f.max_per_brand is not None and isinstance(b, str) and b:
+                if brands.get(b, 0) >= f.max_per_brand:
+                    continue
+                brands[b] = brands.get(b, 0) + 1
+            picked.append(int(i))
+            if len(picked) == k:
+                break
+        reasons = self._reasons([ids[i] for i in picked], vecs[picked], hist_ids)
+        return [Recommendation(product=self.index.product(ids[i]), score=float(score[i]), similarity=float(sim[i]),
+                               popularity=float(pop[i]), copurchase=float(co[i]), reasons=r)
+                for i, r in zip(picked, reasons, strict=True)]
+
+    def _reasons(self, ids: list[str], vecs: np.ndarray, hist_ids: list[str]) -> list[list[Reason]]:
+        """Per result: co-purchased past purchases first, then the nearest ones (cosine), at most max_reasons."""
+        if not hist_ids:
+            return [[] for _ in ids]
+        uniq = list(dict.fromkeys(hist_ids))
+        hist_rows = self.index.rows_of(uniq)
+        sims = vecs @ self.index.vectors[hist_rows].T  # (results, history)
+        co = self.stats.pair_matrix(ids, uniq)
+        titles = self.index.column("title")[hist_rows]
+        out = []
+        for i in range(len(ids)):
+            order = sorted(range(len(uniq)), key=lambda j, i=i: (co[i, j] <= 0, -float(sims[i, j]), uniq[j]))
+            chosen = order[: self.cfg.max_reasons]
+            out.append([Reason(uniq[j], str(titles[j]), float(sims[i, j]), int(co[i, j])) for j in chosen])
+        return out
