@@ -1,0 +1,259 @@
+"""`recommend()`: retrieve -> prompt -> generate (KV cache) -> fill slots -> verify -> return.
+
+The generator is loaded once (model, quantization mode, tokenizer, index, dataset) and then serves
+any number of requests. The model writes one narrative about the top recommendation; a narrative
+that fails the verifier is regenerated with a new seed (`max_retries`), and if every try fails a
+plain factual sentence is returned instead, flagged `fallback=True`. Nothing about an anonymous
+caller is stored.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from recnarr.config import GenerationConfig, RunConfig
+from recnarr.data.examples import co_purchases
+from recnarr.data.narratives import END_OF_NARRATIVE, HistoryItem, NarrativeRecord, format_prompt
+from recnarr.data.schema import Dataset, Product
+from recnarr.inference.engine import Engine, SamplingParams
+from recnarr.inference.grounding import Citation, FactBase, ground
+from recnarr.retrieval.recommender import Filters, Recommender
+
+STYLES = ("warm", "concise", "premium")
+
+
+@dataclass
+class Narrative:
+    text: str  # what the user sees: slots filled, verified (or the flagged fallback)
+    verified: bool
+    fallback: bool
+    attempts: int
+    product_id: str
+    slotted: str = ""  # the model's raw output, slots unfilled
+    errors: list[str] = field(default_factory=list)  # verifier errors of the last failed attempt
+    citations: list[Citation] = field(default_factory=list)
+
+
+@dataclass
+class Result:
+    products: list[Product]
+    scores: list[float]
+    reasons: list[list[dict]]
+    narrative: Narrative | None
+    timings: dict[str, float]  # seconds: retrieval, prefill+decode (generate), verify, total
+    tokens: dict[str, int]  # prompt and generated tokens of the accepted attempt
+    versions: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def fallback_text(rec: NarrativeRecord) -> str:
+    """A plain factual sentence, built only from slots."""
+    p = rec.product
+    offer = ""
+    if p.price > 0:
+        offer = " at {sale_price} ({discount} off {price})" if p.discount > 0 else " at {price}"
+    because = f", because you bought the {{past{rec.reason_index}}}" if rec.reason_index else ""
+    return f"We recommend the {{product}}{offer}{because}."
+
+
+class SlotStream:
+    """Fills slots in a stream of text pieces: holds back from `{` until its `}` arrives."""
+
+    def __init__(self, values: dict[str, str]):
+        self.values, self.buf = values, ""
+
+    def push(self, piece: str) -> str:
+        self.buf += piece
+        out = []
+        while self.buf:
+            start = self.buf.find("{")
+            if start == -1:
+                out.append(self.buf)
+                self.buf = ""
+            elif start > 0:
+                out.append(self.buf[:start])
+                self.buf = self.buf[start:]
+            else:
+                end = self.buf.find("}")
+                if end == -1:
+                    if len(self.buf) > 24:  # not a slot after all
+                        out.append(self.buf)
+                        self.buf = ""
+                    break
+                name = self.buf[1:end]
+                out.append(self.values.get(name, self.buf[: end + 1]))
+                self.buf = self.buf[end + 1 :]
+        return "".join(out)
+
+    def flush(self) -> str:
+        out, self.buf = self.buf, ""
+        return out
+
+
+class NarrativeGenerator:
+    """Loaded once; `recommend` and `stream` serve requests. Thread-safe (one generation at a time)."""
+
+    def __init__(self, dataset: Dataset, recommender: Recommender, engine: Engine,
+                 gen: GenerationConfig | None = None, versions: dict[str, Any] | None = None,
+                 max_history: int = 4):
+        self.dataset, self.recommender, self.engine = dataset, recommender, engine
+        self.gen = gen or GenerationConfig()
+        self.versions = versions or {}
+        self.max_history = max_history
+        self.facts = FactBase(dataset.products)
+        self.pairs = co_purchases(dataset)
+        self.titles = dict(zip(dataset.products["id"].astype(str), dataset.products["title"], strict=True))
+        self.users = dataset.users.set_index(dataset.users["id"].astype(str))
+        self._lock = threading.Lock()  # the engine's KV cache is shared: one generation at a time
+
+    # ------------------------------------------------------------------ records
+    def history_items(self, history: Sequence[tuple[str, Any]]) -> list[HistoryItem]:
+        seen: dict[str, tuple[str, Any]] = {}
+        for pid, ts in history:
+            seen.pop(pid, None)
+            seen[pid] = (pid, ts)  # keep the latest purchase of each product, in time order
+        items = []
+        for pid, ts in list(seen.values())[-self.max_history :]:
+            p = self.recommender.index.product(pid)
+            day = pd.Timestamp(ts).date().isoformat() if ts is not None else None
+            if day is None:
+                continue  # the prompt cites purchase dates; an undated item can't be cited
+            items.append(HistoryItem(pid, p.title, p.category, day, p.brand))
+        return items
+
+    def record(self, product: Product, history: list[HistoryItem], reason_id: str | None, customer: str | None,
+               style: str) -> NarrativeRecord:
+        ids = [h.product_id for h in history]
+        pair = self.pairs.get(product.id)
+        return NarrativeRecord(
+            product=product, history=history, customer=customer,
+            reason_index=ids.index(reason_id) + 1 if reason_id in ids else None,
+            pair=self.titles.get(pair) if pair and pair not in ids and pair != product.id else None,
+            tone=style,
+        )
+
+    def _sampling(self, sampling: dict[str, Any] | None, attempt: int) -> SamplingParams:
+        g = self.gen
+        base = SamplingParams(max_new_tokens=g.max_new_tokens, min_new_tokens=g.min_new_tokens,
+                              temperature=g.temperature, top_k=g.top_k, top_p=g.top_p,
+                              repetition_penalty=g.repetition_penalty, seed=g.seed, stop=(END_OF_NARRATIVE, "\n###"))
+        params = replace(base, **(sampling or {}))
+        if attempt > 0:  # a retry samples anew: new seed, and never greedy (greedy would repeat itself)
+            params = replace(params, seed=(params.seed or 0) + 7919 * attempt, temperature=max(params.temperature, 0.7))
+        return params
+
+    def _prompt(self, rec: NarrativeRecord, max_new: int) -> str:
+        """The prompt, dropping the oldest history lines until it fits the block with room to write."""
+        budget = self.engine.config.block_size - max_new
+        while True:
+            prompt = format_prompt(rec)
+            if len(self.engine.tokenizer.encode(prompt)) <= budget or not rec.history:
+                return prompt
+            rec.history = rec.history[1:]
+            rec.reason_index = None if rec.reason_index == 1 else (rec.reason_index - 1 if rec.reason_index else None)
+
+    # ------------------------------------------------------------------ requests
+    def retrieve(self, user_id: str | None, history: Sequence[str | tuple[str, Any]] | None, text: str | None,
+                 filters: Filters | None, n: int):
+        items: list[tuple[str, Any]] = list(self.recommender.user_history(user_id)) if user_id else []
+        items += [(h, None) if isinstance(h, str) else (h[0], h[1]) for h in (history or [])]
+        recs = self.recommender.recommend(items or None, text=text, filters=filters, k=n)
+        return items, recs
+
+    def recommend(self, user_id: str | None = None, history: Sequence[str | tuple[str, Any]] | None = None,
+                  text: str | None = None, filters: Filters | None = None, n: int = 3, style: str = "warm",
+                  sampling: dict[str, Any] | None = None, narrate: bool = True) -> Result:
+        events = list(self.stream(user_id, history, text, filters, n, style, sampling, narrate))
+        return events[-1]["result"]
+
+    def stream(self, user_id: str | None = None, history: Sequence[str | tuple[str, Any]] | None = None,
+               text: str | None = None, filters: Filters | None = None, n: int = 3, style: str = "warm",
+               sampling: dict[str, Any] | None = None, narrate: bool = True) -> Iterator[dict[str, Any]]:
+        """Events: {"type": "products"}, then {"type": "token", "text"} pieces of the first attempt, then
+        {"type": "final", "result"}; the final narrative replaces the streamed text if a retry or the
+        fallback was needed."""
+        if style not in STYLES:
+            raise ValueError(f"style must be one of {STYLES}, got {style!r}")
+        t0 = time.perf_counter()
+        items, recs = self.retrieve(user_id, history, text, filters, n)
+        t_retrieval = time.perf_counter() - t0
+        products = [r.product for r in recs]
+        reasons = [[asdict(x) for x in r.reasons] for r in recs]
+        yield {"type": "products", "products": [asdict(p) for p in products], "scores": [r.score for r in recs],
+               "reasons": reasons}
+        timings = {"retrieval": t_retrieval, "generate": 0.0, "verify": 0.0}
+        tokens = {"prompt": 0, "generated": 0}
+        narrative = None
+        if narrate and recs:
+            customer = None
+            if user_id and user_id in self.users.index:
+                name = self.users.loc[user_id, "name"]
+                customer = name if isinstance(name, str) else None
+            top = recs[0]
+            rec = self.record(top.product, self.history_items(items), top.reasons[0].product_id if top.reasons else None,
+                              customer, style)
+            narrative = yield from self._narrate(rec, sampling, timings, tokens)
+        timings["total"] = time.perf_counter() - t0
+        yield {"type": "final", "result": Result(products, [r.score for r in recs], reasons, narrative, timings,
+                                                 tokens, self.versions)}
+
+    def _narrate(self, rec: NarrativeRecord, sampling: dict[str, Any] | None, timings: dict, tokens: dict):
+        from recnarr.data.narratives import slot_values
+
+        last_errors: list[str] = []
+        attempts = 1 + self.gen.max_retries
+        for attempt in range(attempts):
+            params = self._sampling(sampling, attempt)
+            prompt = self._prompt(rec, params.max_new_tokens)
+            t = time.perf_counter()
+            pieces = []
+            with self._lock:
+                if attempt == 0:
+                    filler = SlotStream(slot_values(rec))
+                    for piece in self.engine.stream(prompt, params):
+                        pieces.append(piece)
+                        shown = filler.push(piece)
+                        if shown:
+                            yield {"type": "token", "text": shown}
+                    tail = filler.flush()
+                    if tail:
+                        yield {"type": "token", "text": tail}
+                else:
+                    pieces.append(self.engine.generate(prompt, params).text)
+            timings["generate"] += time.perf_counter() - t
+            slotted = re.sub(r"\s+", " ", "".join(pieces)).strip()
+            tokens["prompt"] = len(self.engine.tokenizer.encode(prompt))
+            tokens["generated"] += len(self.engine.tokenizer.encode(slotted))
+            t = time.perf_counter()
+            check = ground(slotted, rec, self.facts) if slotted else None
+            timings["verify"] += time.perf_counter() - t
+            if check is not None and check.ok:
+                return Narrative(check.text, True, False, attempt + 1, rec.product.id, slotted, [], check.citations)
+            last_errors = check.errors if check else ["empty narrative"]
+        fb = ground(fallback_text(rec), rec, self.facts)
+        return Narrative(fb.text, fb.ok, True, attempts, rec.product.id, "", last_errors, fb.citations)
+
+
+def load_generator(cfg: RunConfig, checkpoint: str | Path | None = None, mode: str | None = None) -> NarrativeGenerator:
+    """Load dataset, index, model (quantized per `mode`, default cfg.quantize.mode) and tokenizer once."""
+    from recnarr.data.stages import load_dataset
+    from recnarr.data.tokenizer import get_tokenizer
+    from recnarr.inference.serving_model import load_serving_model
+
+    ds = load_dataset(cfg)
+    recommender = Recommender.from_folder(cfg.stage_dir("index"), ds, cfg.retrieval)
+    model, info = load_serving_model(cfg, checkpoint, mode or cfg.quantize.mode)
+    engine = Engine(model, get_tokenizer())
+    versions = {"model": info, "index": recommender.index.manifest if hasattr(recommender.index, "manifest") else {},
+                "catalog_checksum": ds.checksum()}
+    return NarrativeGenerator(ds, recommender, engine, cfg.generation, versions, cfg.narratives.max_history)

@@ -1,0 +1,75 @@
+"""Service settings, from `RECNARR_*` environment variables (pydantic-settings), validated at start-up.
+
+    RECNARR_PRESET=inference RECNARR_RUN_DIR=runs/cpu-small RECNARR_QUANTIZE=int8 recnarr serve
+
+List values (`RECNARR_CORS_ORIGINS`, `RECNARR_OVERRIDES`) take a JSON list or a comma-separated string.
+`RECNARR_GENERATOR_FACTORY=module:function` builds the generator by calling that function with the
+settings instead of loading a run (tests and benchmarks use it to serve a tiny random model).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+QUANTIZE_MODES = ("none", "bf16", "int8", "int4", "nf4")
+
+
+def _split_list(value: Any) -> Any:
+    if isinstance(value, str):
+        s = value.strip()
+        if s.startswith("["):
+            return json.loads(s)
+        return [part.strip() for part in s.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RECNARR_", extra="ignore", validate_default=True)
+
+    # what to load
+    preset: str = "inference"  # configs/<preset>.yaml or a YAML path
+    run_dir: str | None = None  # artifact folders (data, index, serving); default: the preset's run_dir
+    overrides: Annotated[list[str], NoDecode] = Field(default_factory=list)  # extra config key=value pairs
+    checkpoint: str | None = None  # model folder; default: what load_generator picks for the run
+    quantize: str | None = None  # none | bf16 | int8 | int4 | nf4; default: the preset's quantize.mode
+    generator_factory: str | None = None  # "module:function"(settings) -> NarrativeGenerator, instead of a run
+
+    # access
+    api_key: SecretStr | None = None  # when set, /v1/* needs the header X-API-Key: <key>
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)  # browser origins allowed
+
+    # load and limits
+    max_queue: int = Field(16, ge=1, le=1024)  # generation requests waiting behind the running one
+    request_timeout_s: float = Field(120.0, gt=0, le=3600)  # queue wait + generation, per request
+    max_body_bytes: int = Field(64 * 1024, ge=1024, le=16 * 1024 * 1024)
+    torch_threads: int | None = Field(None, ge=1, le=256)  # intra-op threads of the model worker
+
+    docs: bool = True  # serve /docs, /redoc and /openapi.json
+    log_level: str = "info"
+
+    @field_validator("overrides", "cors_origins", mode="before")
+    @classmethod
+    def _lists(cls, value: Any) -> Any:
+        return _split_list(value)
+
+    @field_validator("quantize")
+    @classmethod
+    def _mode(cls, value: str | None) -> str | None:
+        if value is not None and value not in QUANTIZE_MODES:
+            raise ValueError(f"quantize must be one of {QUANTIZE_MODES}, got {value!r}")
+        return value
+
+    @field_validator("generator_factory")
+    @classmethod
+    def _factory(cls, value: str | None) -> str | None:
+        if value is not None and value.count(":") != 1:
+            raise ValueError(f"generator_factory must be 'module:function', got {value!r}")
+        return value
+
+    def config_overrides(self) -> list[str]:
+        """The RunConfig overrides these settings imply (run_dir first, then the explicit ones)."""
+        return ([f"run_dir={self.run_dir}"] if self.run_dir else []) + list(self.overrides)
