@@ -49,6 +49,7 @@ def test_true_narrative_passes_and_cites_sources(facts):
     ("The {product} is made by Avery.", "brand 'Avery'"),
     ("The {product} is 4000 times better.", "number 4000"),
     ("Meet the {past7}.", "slot {past7}"),
+    ("implicitly manifold smrons Advance Dialogue Lakes.", "does not name the recommended product"),
 ])
 def test_each_false_fact_is_caught(facts, text, error):
     v = ground(text, record(), facts)

@@ -34,7 +34,7 @@ class HistoryItem:
     product_id: str
     title: str
     category: list[str]
-    date: str  # ISO date of the purchase
+    date: str | None  # ISO date of the purchase; None for an anonymous basket sent without dates
     brand: str | None = None
 
 
@@ -99,7 +99,8 @@ def slot_values(rec: NarrativeRecord) -> dict[str, str]:
         values["year"] = y
     for k, h in enumerate(rec.history, 1):
         values[f"past{k}"] = h.title
-        values[f"past{k}_date"] = month_year(h.date)
+        if h.date:
+            values[f"past{k}_date"] = month_year(h.date)
     return values
 
 
@@ -108,7 +109,8 @@ def format_prompt(rec: NarrativeRecord) -> str:
     p = rec.product
     lines = [f"### customer: {rec.customer or 'anonymous'}", "### history:"]
     for k, h in enumerate(rec.history, 1):
-        lines.append(f"[{k}] {h.title} ({CATEGORY_SEP.join(h.category)}), {month_year(h.date)}")
+        when = f", {month_year(h.date)}" if h.date else ""
+        lines.append(f"[{k}] {h.title} ({CATEGORY_SEP.join(h.category)}){when}")
     lines.append(f"### product: {p.title}")
     if p.brand:
         lines.append(f"### brand: {p.brand}")

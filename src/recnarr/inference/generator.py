@@ -125,9 +125,7 @@ class NarrativeGenerator:
         items = []
         for pid, ts in list(seen.values())[-self.max_history :]:
             p = self.recommender.index.product(pid)
-            day = pd.Timestamp(ts).date().isoformat() if ts is not None else None
-            if day is None:
-                continue  # the prompt cites purchase dates; an undated item can't be cited
+            day = pd.Timestamp(ts).date().isoformat() if ts is not None else None  # anonymous: maybe undated
             items.append(HistoryItem(pid, p.title, p.category, day, p.brand))
         return items
 
@@ -152,13 +150,19 @@ class NarrativeGenerator:
             params = replace(params, seed=(params.seed or 0) + 7919 * attempt, temperature=max(params.temperature, 0.7))
         return params
 
-    def _prompt(self, rec: NarrativeRecord, max_new: int) -> str:
-        """The prompt, dropping the oldest history lines until it fits the block with room to write."""
-        budget = self.engine.config.block_size - max_new
+    def _prompt(self, rec: NarrativeRecord, params: SamplingParams) -> tuple[str, SamplingParams]:
+        """The prompt, dropping the oldest history lines until it fits the block with room to write;
+        if even the bare prompt leaves less room than asked, max_new_tokens shrinks to what fits."""
+        block = self.engine.config.block_size
         while True:
             prompt = format_prompt(rec)
-            if len(self.engine.tokenizer.encode(prompt)) <= budget or not rec.history:
-                return prompt
+            n = len(self.engine.tokenizer.encode(prompt))
+            if n + params.max_new_tokens <= block or not rec.history:
+                room = block - n
+                if room < 1:
+                    raise ValueError(f"the prompt alone ({n} tokens) fills the model's block of {block} tokens")
+                return prompt, replace(params, max_new_tokens=min(params.max_new_tokens, room),
+                                       min_new_tokens=min(params.min_new_tokens, room))
             rec.history = rec.history[1:]
             rec.reason_index = None if rec.reason_index == 1 else (rec.reason_index - 1 if rec.reason_index else None)
 
@@ -213,8 +217,7 @@ class NarrativeGenerator:
         last_errors: list[str] = []
         attempts = 1 + self.gen.max_retries
         for attempt in range(attempts):
-            params = self._sampling(sampling, attempt)
-            prompt = self._prompt(rec, params.max_new_tokens)
+            prompt, params = self._prompt(rec, self._sampling(sampling, attempt))
             t = time.perf_counter()
             pieces = []
             with self._lock:

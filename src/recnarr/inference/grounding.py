@@ -137,6 +137,8 @@ def verify(text: str, rec: NarrativeRecord, facts: FactBase) -> Verification:
     errors: list[str] = []
     if SLOT_RE.search(text):
         errors.append(f"unfilled slot {SLOT_RE.search(text).group(0)}")
+    if p.title not in text:  # a text that states no fact would otherwise pass: it must name what it recommends
+        errors.append("the narrative does not name the recommended product")
     items = {p.title: ("product", p.title, p.brand, p.category, p.attributes)}
     for h in rec.history:
         items[h.title] = ("history", h.title, h.brand, h.category, {})
@@ -144,8 +146,8 @@ def verify(text: str, rec: NarrativeRecord, facts: FactBase) -> Verification:
         items[rec.pair] = ("pair", rec.pair, None, [], {})
     money_ok = {slot_values(rec)[k] for k in ("price", "sale_price", "saving") if k in slot_values(rec)}
     pct_ok = {f"{round(p.discount * 100)}%"} if p.discount > 0 else set()
-    dates_ok = {month_year(h.date) for h in rec.history}
-    years_ok = {h.date[:4] for h in rec.history} | ({str(p.attributes["year"])} if p.attributes.get("year") else set())
+    dates_ok = {month_year(h.date) for h in rec.history if h.date}
+    years_ok = {h.date[:4] for h in rec.history if h.date} | ({str(p.attributes["year"])} if p.attributes.get("year") else set())
 
     # mask every title first: titles hold periods ("Cu. Ft.") that must not split sentences
     # the record's own items first, so a catalog title that extends one ("Frame" vs "Frame.") can't shadow it
