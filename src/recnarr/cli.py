@@ -76,6 +76,14 @@ COMMANDS: list[Command] = [
              opt("--modes", nargs="*", default=None, choices=["none", "bf16", "int8", "int4", "nf4"],
                  help="modes to write and measure (default: quantize.modes)"),
              opt("--out", default=None, help="parent folder of the <mode>/ folders (default: <run>/serving)")]),
+    Command("pipeline", "run every stage end to end, skipping stages whose inputs are unchanged",
+            "recnarr.pipeline:pipeline",
+            [opt("--only", nargs="*", default=None, help="run only these stages"),
+             opt("--until", default=None, help="stop after this stage"),
+             opt("--force", action="store_true", help="rerun stages even if up to date")]),
+    Command("demo", "the main job: data, index, a model (shipped or trained), narratives for 3 real customers",
+            "recnarr.pipeline:demo",
+            [opt("--customers", type=int, default=3), opt("--checkpoint", default=None)]),
     Command("index", "embed the catalog and build/update the FAISS index -> <run>/index",
             "recnarr.retrieval.stages:index"),
     Command("serve", "run the API (FastAPI + uvicorn): recommendations, streamed narratives, catalog, metrics",
@@ -93,6 +101,17 @@ COMMANDS: list[Command] = [
                  help="the API (default: $RECNARR_API_URL, else http://serve.host:serve.port)")]),
     Command("evaluate retrieval", "next-item Recall/NDCG@k, coverage vs baselines + ANN recall -> <run>/eval",
             "recnarr.evaluation.retrieval:evaluate_retrieval"),
+    Command("evaluate narratives", "fine-tuned model vs baselines on held-out narratives: perplexity, grounding, "
+            "personalization, diversity, BLEU/ROUGE, speed -> <run>/eval/narratives.{json,md}",
+            "recnarr.evaluation.narratives:evaluate_narratives",
+            [opt("--only", nargs="*", default=None,
+                 help="system keys to run: writer finetuned pretrained scratch no-rag bf16 int8 int4 nf4 "
+                      "(default: all that exist)")]),
+    Command("evaluate fairness", "counterfactual user swaps, group Recall/NDCG gaps (fairlearn), item exposure; "
+            "each check with its threshold -> <run>/eval/fairness.{json,md}",
+            "recnarr.evaluation.fairness:evaluate_fairness"),
+    Command("report", "HTML + Markdown report with plots from the run's artifacts (no retraining) -> <run>/report",
+            "recnarr.evaluation.report:report"),
 ]
 
 

@@ -39,6 +39,7 @@ class DataConfig:
     holdout_val: int = 1  # last N interactions (by time) per user held out for validation
     holdout_test: int = 1  # ... and the N after those for test
     min_history: int = 3  # users with fewer interactions stay entirely in train
+    max_products: int | None = None  # keep only the N most-interacted products (smoke runs, notebooks in CI)
 
 
 @dataclass
@@ -101,13 +102,13 @@ class FinetuneConfig:
     lora_targets: list[str] = field(default_factory=lambda: ["c_attn", "c_proj", "c_fc"])
     # train.lr is the adapters' rate (LoRA wants ~1e-3..3e-3); full fine-tuning of every weight uses this
     # lower one (min_lr scaled by the same ratio)
-    full_lr: float = 3e-4
+    full_lr: float = 5e-4
     # `recnarr finetune --compare`: the variants trained with the same step budget (method[-rN])
     compare: list[str] = field(default_factory=lambda: ["full", "lora-r16", "lora-r32", "qlora-r16"])
     eval_examples: int = 16  # validation prompts generated greedily for the grounding pass rate
     eval_max_new_tokens: int = 160
     train: TrainConfig = field(
-        default_factory=lambda: TrainConfig(max_steps=1500, lr=1e-3, min_lr=1e-4, warmup_steps=50, weight_decay=0.0)
+        default_factory=lambda: TrainConfig(max_steps=1500, lr=2e-3, min_lr=2e-4, warmup_steps=50, weight_decay=0.0)
     )
 
 
@@ -199,12 +200,23 @@ class ServeConfig:
 
 @dataclass
 class EvalConfig:
-    n_users: int = 100
+    n_users: int = 100  # `evaluate fairness`: users whose recommendations are recomputed under each swap
     k: int = 10
     seed: int = 1337
     # `recnarr evaluate retrieval`: next-item prediction on the time split of each of these datasets
     retrieval_datasets: list[str] = field(default_factory=lambda: ["superstore", "movielens"])
     retrieval_max_users: int | None = None  # cap per dataset (None: every user with a test positive)
+    # `recnarr evaluate narratives`: test examples narrated per system (fine-tuned, baselines, quant modes)
+    narrative_examples: int = 100
+    narrative_samples: int = 6  # example narratives kept per system for the report
+    speed_probes: int = 3  # prompts timed for prefill / decode tokens per second
+    # `recnarr evaluate fairness`
+    fairness_datasets: list[str] = field(default_factory=lambda: ["superstore", "movielens"])
+    fairness_max_users: int | None = None  # group metrics and exposure: cap per dataset (None: all)
+    counterfactual_narratives: int = 20  # of the n_users, how many also get a narrative under every swap
+    tail_ratio: float = 0.1  # RecBole TailPercentage: the share of least popular items that is the long tail
+    permutations: int = 500  # permutation test of group gaps (a gap "fails" only if also significant)
+    tracking: bool = True  # log evaluation and report runs to MLflow (pretrain.tracking_uri / experiment)
 
 
 @dataclass

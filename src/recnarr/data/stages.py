@@ -53,7 +53,21 @@ def fetch_sources(cfg: RunConfig, only: list[str] | None = None) -> list[Path]:
 
 # ---------------------------------------------------------------- dataset
 def build_dataset(cfg: RunConfig) -> Dataset:
-    """The configured dataset, validated and loaded, not yet split."""
+    """The configured dataset, validated and loaded (and cut to `max_products` if set), not yet split."""
+    ds = _build_dataset(cfg)
+    return most_interacted(ds, cfg.data.max_products) if cfg.data.max_products else ds
+
+
+def most_interacted(ds: Dataset, n: int) -> Dataset:
+    """The n products with the most interactions, their interactions, and the users who have any."""
+    keep = ds.interactions["product_id"].value_counts().index[:n]
+    products = ds.products[ds.products["id"].isin(keep)].reset_index(drop=True)
+    inter = ds.interactions[ds.interactions["product_id"].isin(keep)].reset_index(drop=True)
+    users = ds.users[ds.users["id"].isin(inter["user_id"])].reset_index(drop=True)
+    return Dataset(ds.name, products, users, inter, {**ds.meta, "max_products": n})
+
+
+def _build_dataset(cfg: RunConfig) -> Dataset:
     d = cfg.data
     cache = cache_dir(cfg)
     if d.dataset == "superstore":

@@ -1,0 +1,178 @@
+"""CLI target `recnarr quantize`: write `<run>/serving/<mode>/` for each mode and measure what each costs.
+
+Reads the full-precision serving checkpoint (`<run>/serving/merged/`, from `recnarr merge`, or
+`--checkpoint PATH`), quantizes it with the one switch (`recnarr.model.quantize.quantize`), saves each
+mode as a quantized checkpoint folder, loads it back the way the server does, and measures the loaded
+model:
+
+- size on disk of the folder, and the load time;
+- decoding: a `bench_prompt_tokens` prompt + `bench_new_tokens` new tokens, batch 1, greedy, through
+  the engine (KV cache), best of `bench_repeats` after a warm-up; seconds (prefill included) and tokens/s;
+- quality: loss and perplexity on the corpus validation tokens (`<run>/corpus/val.bin`, fixed windows)
+  and/or the narrative validation set (loss on narrative tokens only), with the change vs fp32;
+- grounding: the share of greedy narratives for validation prompts that pass the verifier.
+
+The table is printed and written to `<run>/serving/quantization.{md,json}`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from recnarr.config import RunConfig
+from recnarr.data.examples import load_examples
+from recnarr.inference.engine import Engine, SamplingParams
+from recnarr.model.checkpoint import load_model, read_config
+from recnarr.model.gpt import GPT
+from recnarr.model.quantize import check_mode, load_quantized, quantize, save_quantized, size_on_disk
+from recnarr.training.narrative_batches import collate, tokenize_example
+
+
+def source_checkpoint(cfg: RunConfig, checkpoint: str | Path | None) -> Path:
+    path = Path(checkpoint) if checkpoint else cfg.stage_dir("serving") / "merged"
+    if not (path / "config.json").is_file():
+        hint = "" if checkpoint else " (run `recnarr merge` first, or pass --checkpoint PATH)"
+        raise FileNotFoundError(f"{path}: no full-precision checkpoint here{hint}")
+    return path
+
+
+@torch.inference_mode()
+def corpus_loss(model: GPT, path: Path, windows: int, batch: int = 4) -> float:
+    """Mean next-token loss over `windows` fixed, evenly spaced windows of block_size tokens of a token file."""
+    data = np.memmap(path, dtype=np.uint16, mode="r")
+    T = min(model.config.block_size, len(data) - 2)
+    starts = np.linspace(0, len(data) - T - 2, windows).astype(np.int64)
+    total, n = 0.0, 0
+    for i in range(0, len(starts), batch):
+        rows = np.stack([np.asarray(data[s : s + T + 1], dtype=np.int64) for s in starts[i : i + batch]])
+        xy = torch.from_numpy(rows)
+        _, loss = model(xy[:, :-1], xy[:, 1:])
+        total += loss.item() * xy[:, 1:].numel()
+        n += xy[:, 1:].numel()
+    return total / n
+
+
+@torch.inference_mode()
+def narrative_loss(model: GPT, examples: list[dict], tokenizer: Any, batches: int, batch: int = 8) -> float:
+    """Mean loss on narrative tokens (the fine-tuning objective) over the first `batches` batches of examples."""
+    rows = []
+    for ex in examples:
+        t = tokenize_example(ex["prompt"], ex["target"], tokenizer, model.config.block_size)
+        if t is not None:
+            rows.append(t)
+        if len(rows) >= batches * batch:
+            break
+    total, n = 0.0, 0.0
+    for i in range(0, len(rows), batch):
+        b = collate(rows[i : i + batch])
+        _, loss = model(b.x, b.y, b.loss_mask)
+        k = float(b.loss_mask.sum())
+        total, n = total + loss.item() * k, n + k
+    return total / n if n else float("nan")
+
+
+def decode_speed(model: GPT, prompt_tokens: int, new_tokens: int, repeats: int) -> dict[str, float]:
+    """Seconds for prompt + new tokens (prefill included; best of `repeats` after a warm-up), and tokens/s."""
+    engine = Engine(model)
+    prompt_tokens = min(prompt_tokens, model.config.block_size - new_tokens)
+    prompt = torch.randint(0, model.config.vocab_size, (prompt_tokens,), generator=torch.Generator().manual_seed(0))
+    params = SamplingParams(max_new_tokens=new_tokens, temperature=0, stop_token_ids=())
+    engine.generate(prompt.tolist(), params)
+    best = math.inf
+    for _ in range(max(1, repeats)):
+        t0 = time.perf_counter()
+        engine.generate(prompt.tolist(), params)
+        best = min(best, time.perf_counter() - t0)
+    return {"seconds": best, "tok_s": new_tokens / best, "prompt_tokens": prompt_tokens, "new_tokens": new_tokens}
+
+
+def measure(model: GPT, cfg: RunConfig, evals: dict[str, Any]) -> dict[str, Any]:
+    """Speed and quality of a loaded model (see the module docstring)."""
+    q = cfg.quantize
+    row: dict[str, Any] = decode_speed(model, q.bench_prompt_tokens, q.bench_new_tokens, q.bench_repeats)
+    if evals.get("corpus") is not None:
+        row["corpus_loss"] = corpus_loss(model, evals["corpus"], q.eval_batches)
+        row["corpus_ppl"] = math.exp(row["corpus_loss"])
+    if evals.get("narratives"):
+        row["narrative_loss"] = narrative_loss(model, evals["narratives"], evals["tokenizer"], q.eval_batches)
+        row["narrative_ppl"] = math.exp(row["narrative_loss"])
+        if q.eval_examples > 0 and evals.get("facts") is not None:
+            from recnarr.evaluation.generation import grounding_pass_rate
+
+            g = grounding_pass_rate(model, evals["narratives"], evals["facts"], evals["tokenizer"], q.eval_examples)
+            row.update(grounding_passed=g["passed"], grounding_tried=g["tried"], grounding_pass_rate=g["pass_rate"])
+    return row
+
+
+def _fmt_delta(row: dict[str, Any], ref: dict[str, Any], key: str) -> str:
+    if key not in row:
+        return "-"
+    return f"{row[key]:.3f} ({100 * (row[key] / ref[key] - 1):+.2f}%)"
+
+
+def table(rows: dict[str, dict[str, Any]], title: str) -> str:
+    ref = rows["none"]
+    lines = [f"### {title}", "",
+             "| mode | size MB | load s | 200+120 tok s | tok/s | corpus ppl (vs fp32) | narrative ppl (vs fp32) | grounding |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for mode, r in rows.items():
+        g = f"{r['grounding_passed']}/{r['grounding_tried']}" if r.get("grounding_tried") else "-"
+        lines.append(f"| {mode} | {r['size_mb']:.1f} | {r['load_s']:.2f} | {r['seconds']:.3f} | {r['tok_s']:.0f} | "
+                     f"{_fmt_delta(r, ref, 'corpus_ppl')} | {_fmt_delta(r, ref, 'narrative_ppl')} | {g} |")
+    return "\n".join(lines) + "\n"
+
+
+def quantize_command(cfg: RunConfig, checkpoint: str | None = None, modes: list[str] | None = None,
+                     out: str | None = None, **_: Any) -> dict[str, Any]:
+    """`recnarr quantize`: see the module docstring. Returns {mode: measurements}."""
+    modes = [check_mode(m) for m in (modes or cfg.quantize.modes)]
+    src = source_checkpoint(cfg, checkpoint)
+    out_dir = Path(out) if out else cfg.stage_dir("serving")
+    evals: dict[str, Any] = {}
+    if (cfg.stage_dir("corpus") / "val.bin").is_file():
+        evals["corpus"] = cfg.stage_dir("corpus") / "val.bin"
+    if (cfg.stage_dir("narratives") / "val.jsonl").is_file():
+        from recnarr.data.tokenizer import get_tokenizer
+        from recnarr.evaluation.generation import fact_base
+
+        evals["narratives"] = load_examples(cfg.stage_dir("narratives"), "val")
+        evals["tokenizer"] = get_tokenizer()
+        evals["facts"] = fact_base(cfg) if cfg.quantize.eval_examples > 0 else None
+    if not evals.get("corpus") and not evals.get("narratives"):
+        print(f"quantize: neither {cfg.stage_dir('corpus') / 'val.bin'} nor {cfg.stage_dir('narratives')} exists: "
+              "no quality columns")
+    cfgm = read_config(src)
+    print(f"quantize: {src} ({cfgm.n_layer} layers x {cfgm.n_embd}, vocab {cfgm.vocab_size}) -> {out_dir}/<mode>; "
+          f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    rows: dict[str, dict[str, Any]] = {}
+    for mode in ["none", *[m for m in modes if m != "none"]]:  # fp32 first: the reference
+        model = quantize(load_model(src), mode, group_size=cfg.quantize.group_size)
+        folder = out_dir / mode
+        save_quantized(model, folder, meta={"stage": "quantize", "source": str(src), "mode": mode})
+        del model
+        t0 = time.perf_counter()
+        loaded = load_quantized(folder)
+        load_s = time.perf_counter() - t0
+        row = {"size_mb": size_on_disk(folder) / 2**20, "load_s": load_s, **measure(loaded, cfg, evals)}
+        rows[mode] = row
+        if mode not in modes:
+            shutil.rmtree(folder)  # measured as the reference only
+        print(f"  {mode}: {row['size_mb']:.1f} MB, {row['seconds']:.3f} s for {row['prompt_tokens']}+{row['new_tokens']} "
+              f"tokens ({row['tok_s']:.0f} tok/s)" + "".join(
+                  f", {k} {row[k]:.3f}" for k in ("corpus_ppl", "narrative_ppl") if k in row), flush=True)
+    title = f"Quantization of {src} ({cfgm.n_layer}x{cfgm.n_embd}), torch {torch.__version__}, {torch.get_num_threads()} threads"
+    md = table(rows, title)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "quantization.md").write_text(md)
+    (out_dir / "quantization.json").write_text(json.dumps({"source": str(src), "rows": rows}, indent=2, default=str))
+    print("\n" + md)
+    return rows
+
