@@ -66,13 +66,10 @@ from recnarr.data.schema import Dataset
 from recnarr.evaluation import metrics
 from recnarr.inference.generator import NarrativeGenerator
 from recnarr.inference.grounding import (
-    MONEY_RE,
-    MONTH_YEAR_RE,
-    NUMBER_RE,
-    PERCENT_RE,
-    WORD_RE,
-    YEAR_RE,
+    NOT_A_FALSE_FACT,
     FactBase,
+    cited_titles,
+    fact_mentions,
     ground,
     verify,
 )
@@ -86,51 +83,6 @@ def strip_retrieval(prompt: str) -> str:
 
 
 # ------------------------------------------------------------------------------------ facts in a text
-
-
-def _own_titles(rec: NarrativeRecord) -> list[str]:
-    titles = [rec.product.title, *(h.title for h in rec.history), *([rec.pair] if rec.pair else [])]
-    return sorted(set(titles), key=len, reverse=True)
-
-
-def cited_titles(text: str, rec: NarrativeRecord, facts: FactBase) -> list[str]:
-    """Catalog titles named in the text: the record's own items first (as the verifier masks them), then any
-    other title of the catalog (`FactBase.titles_in`)."""
-    found, rest = [], text
-    for t in _own_titles(rec):
-        if t in rest:
-            found.append(t)
-            rest = rest.replace(t, " ")
-    return found + facts.titles_in(rest)
-
-
-def fact_mentions(text: str, rec: NarrativeRecord, facts: FactBase) -> int:
-    """How many facts a text states, counted with the verifier's patterns and vocabularies: titles, money,
-    percentages, month-year dates, years, other numbers, and category / attribute / brand words. Truth is
-    not decided here (that is `verify`'s job); this is the denominator of fact precision."""
-    titles = cited_titles(text, rec, facts)
-    rest = text
-    for t in sorted(titles, key=len, reverse=True):
-        rest = rest.replace(t, " ")
-    if rec.customer:  # the customer's own name is not a catalog fact (the verifier skips it too)
-        for part in {rec.customer, *rec.customer.split()}:
-            rest = re.sub(rf"\b{re.escape(part)}\b", " ", rest)
-    n = len(titles)
-    for pattern in (MONEY_RE, PERCENT_RE, MONTH_YEAR_RE, YEAR_RE):
-        n += len(pattern.findall(rest))
-        rest = pattern.sub(" ", rest)
-    n += len(NUMBER_RE.findall(rest))
-    for b in sorted(facts.brands, key=len, reverse=True):
-        hits = re.findall(rf"(?<![\w-]){re.escape(b)}(?![\w-])", rest)
-        if hits:
-            n += len(hits)
-            rest = re.sub(rf"(?<![\w-]){re.escape(b)}(?![\w-])", " ", rest)
-    n += sum(w.lower() in facts.category_words or w.lower() in facts.attribute_words for w in WORD_RE.findall(rest))
-    return n
-
-
-# verifier errors that reject a narrative without it stating anything false (it fails to do its job)
-NOT_A_FALSE_FACT = ("does not name the recommended product",)
 
 
 def check_text(text: str, rec: NarrativeRecord, facts: FactBase) -> dict[str, Any]:

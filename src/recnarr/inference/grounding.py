@@ -30,6 +30,9 @@ YEAR_RE = re.compile(r"\b(1[89]\d\d|20\d\d)\b")
 NUMBER_RE = re.compile(r"\d+(?:[.,/]\d+)*")
 SENTENCE_RE = re.compile(r"(?<=[.!?])\s+(?=[A-Z{\"'\u00a7])")
 WORD_RE = re.compile(r"[A-Za-z][A-Za-z'-]*")
+MISSING_PRODUCT = "the narrative does not name the recommended product"
+# verifier errors that reject a narrative without it stating anything false (it fails to do its job)
+NOT_A_FALSE_FACT = (MISSING_PRODUCT,)
 # slot name -> which field of which record it comes from (for citations)
 SLOT_SOURCES = {"product": "product.title", "brand": "product.brand", "price": "product.price",
                 "sale_price": "product.price*(1-discount)", "discount": "product.discount",
@@ -110,6 +113,49 @@ class FactBase:
         return found
 
 
+def _own_titles(rec: NarrativeRecord) -> list[str]:
+    titles = [rec.product.title, *(h.title for h in rec.history), *([rec.pair] if rec.pair else [])]
+    return sorted(set(titles), key=len, reverse=True)
+
+
+def cited_titles(text: str, rec: NarrativeRecord, facts: FactBase) -> list[str]:
+    """Catalog titles named in the text: the record's own items first (as the verifier masks them), then any
+    other title of the catalog (`FactBase.titles_in`)."""
+    found, rest = [], text
+    for t in _own_titles(rec):
+        if t in rest:
+            found.append(t)
+            rest = rest.replace(t, " ")
+    return found + facts.titles_in(rest)
+
+
+def fact_mentions(text: str, rec: NarrativeRecord, facts: FactBase) -> int:
+    """How many facts a text states, counted with the verifier's patterns and vocabularies: titles, money,
+    percentages, month-year dates, years, other numbers, and category / attribute / brand words. Truth is
+    not decided here (that is `verify`'s job); this is the denominator of fact precision."""
+    titles = cited_titles(text, rec, facts)
+    rest = text
+    for t in sorted(titles, key=len, reverse=True):
+        rest = rest.replace(t, " ")
+    if rec.customer:  # the customer's own name is not a catalog fact (the verifier skips it too)
+        for part in {rec.customer, *rec.customer.split()}:
+            rest = re.sub(rf"\b{re.escape(part)}\b", " ", rest)
+    n = len(titles)
+    for pattern in (MONEY_RE, PERCENT_RE, MONTH_YEAR_RE, YEAR_RE):
+        n += len(pattern.findall(rest))
+        rest = pattern.sub(" ", rest)
+    n += len(NUMBER_RE.findall(rest))
+    for b in sorted(facts.brands, key=len, reverse=True):
+        hits = re.findall(rf"(?<![\w-]){re.escape(b)}(?![\w-])", rest)
+        if hits:
+            n += len(hits)
+            rest = re.sub(rf"(?<![\w-]){re.escape(b)}(?![\w-])", " ", rest)
+    n += sum(w.lower() in facts.category_words or w.lower() in facts.attribute_words for w in WORD_RE.findall(rest))
+    return n
+
+
+
+
 def fill_slots(slotted: str, rec: NarrativeRecord) -> tuple[str, list[Citation], list[str]]:
     """Fill slots from the record. Unknown or unfillable slots are errors, never guessed."""
     values = slot_values(rec)
@@ -138,7 +184,7 @@ def verify(text: str, rec: NarrativeRecord, facts: FactBase) -> Verification:
     if SLOT_RE.search(text):
         errors.append(f"unfilled slot {SLOT_RE.search(text).group(0)}")
     if p.title not in text:  # a text that states no fact would otherwise pass: it must name what it recommends
-        errors.append("the narrative does not name the recommended product")
+        errors.append(MISSING_PRODUCT)
     items = {p.title: ("product", p.title, p.brand, p.category, p.attributes)}
     for h in rec.history:
         items[h.title] = ("history", h.title, h.brand, h.category, {})
@@ -150,12 +196,7 @@ def verify(text: str, rec: NarrativeRecord, facts: FactBase) -> Verification:
     years_ok = {h.date[:4] for h in rec.history if h.date} | ({str(p.attributes["year"])} if p.attributes.get("year") else set())
 
     # mask every title first: titles hold periods ("Cu. Ft.") that must not split sentences
-    # the record's own items first, so a catalog title that extends one ("Frame" vs "Frame.") can't shadow it
-    own = [t for t in sorted(items, key=len, reverse=True) if t in text]
-    rest_text = text
-    for t in own:
-        rest_text = rest_text.replace(t, " ")
-    found = own + facts.titles_in(rest_text)
+    found = cited_titles(text, rec, facts)
     for t in found:
         if t not in items:
             errors.append(f"names {t!r}, which is not this product, a past purchase or its pair")
