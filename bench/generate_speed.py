@@ -1,0 +1,241 @@
+"""Generation speed: recnarr's engine vs Hugging Face transformers' `generate`, side by side.
+
+One prompt of 200 tokens, 120 new tokens, batch 1, greedy, the time including the prefill. The same
+weights on every row (ours, exported to HF format for transformers). Each backend runs in its own
+subprocess, so its peak resident memory is its own; each reports the best of `--repeats` runs after a
+warm-up, and the tokens it generated, so the table can say whether the greedy outputs agree.
+
+Backends are rows of `BACKENDS`: add one (int8/int4 torch, llama.cpp) by writing a function that takes
+the parsed arguments and returns {"seconds": ..., "tokens": [...]}, and listing it.
+
+    .venv/bin/python bench/generate_speed.py            # 51M shape: 8 x 512, 8 heads, vocab 50257
+    .venv/bin/python bench/generate_speed.py --small    # a quick run with a small model
+    .venv/bin/python bench/generate_speed.py --checkpoint runs/x/pretrain/best   # trained weights
+
+The last line of output is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from recnarr.model.checkpoint import export_hf, save_checkpoint
+from recnarr.model.gpt import GPT, GPTConfig
+
+SHAPES = {
+    "51m": GPTConfig(block_size=512, vocab_size=50257, n_layer=8, n_head=8, n_embd=512),
+    "small": GPTConfig(block_size=512, vocab_size=50257, n_layer=2, n_head=4, n_embd=128),
+}
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory. VmHWM, not getrusage's ru_maxrss: that one survives exec and
+    would report the parent's peak for a freshly started worker."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # not Linux: the best there is
+
+
+def prompt_ids(n: int, vocab: int, seed: int = 0) -> list[int]:
+    return torch.randint(0, vocab, (n,), generator=torch.Generator().manual_seed(seed)).tolist()
+
+
+def timed(fn: Callable[[], list[int]], repeats: int) -> dict:
+    """Best wall-clock and best process-CPU time of `repeats` runs after a warm-up."""
+    fn()  # warm-up: first-call allocations, thread pools, lazy inits
+    best, best_cpu, tokens = float("inf"), float("inf"), []
+    for _ in range(repeats):
+        t0, c0 = time.perf_counter(), time.process_time()
+        tokens = fn()
+        best, best_cpu = min(best, time.perf_counter() - t0), min(best_cpu, time.process_time() - c0)
+    return {"seconds": best, "cpu_seconds": best_cpu, "tokens": tokens}
+
+
+# ------------------------------------------------------------------ backends (each runs in a subprocess)
+def run_recnarr(args: argparse.Namespace) -> dict:
+    from recnarr.inference.engine import Engine, SamplingParams
+    from recnarr.model.checkpoint import load_model
+
+    engine = Engine(load_model(args.weights))
+    params = SamplingParams(max_new_tokens=args.new, temperature=0, stop_token_ids=())
+    prompt = prompt_ids(args.prompt, engine.config.vocab_size)
+    return timed(lambda: engine.generate(prompt, params).tokens, args.repeats)
+
+
+def run_hf(args: argparse.Namespace) -> dict:
+    from transformers import GPT2LMHeadModel
+
+    model = GPT2LMHeadModel.from_pretrained(args.hf).eval()
+    x = torch.tensor([prompt_ids(args.prompt, model.config.vocab_size)])
+    mask = torch.ones_like(x)
+
+    def go() -> list[int]:
+        with torch.inference_mode():
+            out = model.generate(x, attention_mask=mask, max_new_tokens=args.new, min_new_tokens=args.new,
+                                 do_sample=False, pad_token_id=0)
+        return out[0, x.size(1) :].tolist()
+
+    return timed(go, args.repeats)
+
+
+def run_recnarr_quantized(mode: str) -> Callable[[argparse.Namespace], dict]:
+    """recnarr's engine on the same weights through the one quantization switch (saved and loaded back as
+    a quantized checkpoint, as `recnarr quantize` writes it for serving)."""
+
+    def run(args: argparse.Namespace) -> dict:
+        from recnarr.inference.engine import Engine, SamplingParams
+        from recnarr.model.checkpoint import load_model
+        from recnarr.model.quantize import load_quantized, quantize, save_quantized
+
+        with tempfile.TemporaryDirectory() as tmp:
+            save_quantized(quantize(load_model(args.weights), mode), Path(tmp) / mode)
+            gc.collect()
+            with contextlib.suppress(OSError):  # reset VmHWM (Linux): peak RSS = the quantized model's, not fp32's
+                Path("/proc/self/clear_refs").write_text("5")
+            engine = Engine(load_quantized(Path(tmp) / mode))
+        params = SamplingParams(max_new_tokens=args.new, temperature=0, stop_token_ids=())
+        prompt = prompt_ids(args.prompt, engine.config.vocab_size)
+        return timed(lambda: engine.generate(prompt, params).tokens, args.repeats)
+
+    return run
+
+
+@dataclass
+class Backend:
+    name: str
+    precision: str
+    run: Callable[[argparse.Namespace], dict]
+
+
+BACKENDS = [
+    Backend("recnarr", "fp32", run_recnarr),
+    Backend("transformers", "fp32", run_hf),
+    Backend("recnarr", "int8", run_recnarr_quantized("int8")),  # dynamic int8 (fbgemm), int8 head
+    Backend("recnarr", "int4", run_recnarr_quantized("int4")),  # 4-bit groups of 32, bf16 kernel, int4 head
+    # later rows: Backend("llama.cpp", "f32", ...)
+]
+BASELINE = "transformers"
+
+
+def worker(args: argparse.Namespace) -> dict:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    backend = next(b for b in BACKENDS if f"{b.name}-{b.precision}" == args.worker)
+    result = backend.run(args)
+    result["peak_rss_mb"] = peak_rss_mb()
+    return result
+
+
+def run_worker(key: str, args: argparse.Namespace, weights: Path, hf: Path) -> dict:
+    cmd = [sys.executable, __file__, "--worker", key, "--weights", str(weights), "--hf", str(hf),
+           "--prompt", str(args.prompt), "--new", str(args.new), "--repeats", str(args.repeats)]
+    if args.threads:
+        cmd += ["--threads", str(args.threads)]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        raise RuntimeError(f"{key} worker failed:\n{out.stderr[-4000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--small", action="store_true", help="a small model (quick check)")
+    p.add_argument("--checkpoint", help="a recnarr checkpoint folder to use instead of random weights")
+    p.add_argument("--prompt", type=int, default=200, help="prompt tokens")
+    p.add_argument("--new", type=int, default=120, help="new tokens")
+    p.add_argument("--repeats", type=int, default=3, help="timed runs per backend (the best counts)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="run the backends in turn this many times and keep each one's best (a shared CPU is noisy)")
+    p.add_argument("--backends", default=None,
+                   help="comma-separated subset, e.g. recnarr-fp32,transformers-fp32 (default: all)")
+    p.add_argument("--worker", help=argparse.SUPPRESS)
+    p.add_argument("--weights", help=argparse.SUPPRESS)
+    p.add_argument("--hf", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.worker:
+        print(json.dumps(worker(args)))
+        return
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        if args.checkpoint:
+            weights = Path(args.checkpoint)
+            from recnarr.model.checkpoint import read_config
+
+            shape = read_config(weights)
+        else:
+            shape = SHAPES["small" if args.small else "51m"]
+            torch.manual_seed(0)
+            weights = save_checkpoint(tmp / "weights", GPT(shape))
+        hf = export_hf(weights, tmp / "hf")
+        n_params = sum(v.numel() for k, v in GPT(shape).state_dict().items() if k != "lm_head.weight")
+        print(f"model: {shape.n_layer} layers x {shape.n_embd}, {shape.n_head} heads, vocab {shape.vocab_size}, "
+              f"{n_params / 1e6:.1f}M params; prompt {args.prompt} + {args.new} new tokens, batch 1, greedy; "
+              f"torch {torch.__version__}, {args.threads or torch.get_num_threads()} threads, {os.cpu_count()} CPUs")
+        keys = [f"{b.name}-{b.precision}" for b in BACKENDS]
+        if args.backends:
+            keys = [k for k in keys if k in args.backends.split(",") or k in ("recnarr-fp32", f"{BASELINE}-fp32")]
+        results: dict[str, dict] = {}
+        for _ in range(args.rounds):
+            for key in keys:
+                r, prev = run_worker(key, args, weights, hf), results.get(key)
+                if prev is not None:  # the best of the rounds, each figure on its own
+                    r = {**r, "seconds": min(r["seconds"], prev["seconds"]),
+                         "cpu_seconds": min(r["cpu_seconds"], prev["cpu_seconds"]),
+                         "peak_rss_mb": max(r["peak_rss_mb"], prev["peak_rss_mb"])}
+                results[key] = r
+
+    base = results[f"{BASELINE}-fp32"]
+    print(f"\n{'backend':<20}{'seconds':>9}{'tok/s':>8}{'vs HF fp32':>12}{'CPU s':>8}{'vs HF (CPU)':>13}"
+          f"{'peak RSS MB':>13}  same tokens as HF")
+    for key, r in results.items():
+        r["tok_s"] = args.new / r["seconds"]
+        same = "yes" if r["tokens"] == base["tokens"] else f"no (first {_agree(r['tokens'], base['tokens'])} agree)"
+        print(f"{key:<20}{r['seconds']:>9.3f}{r['tok_s']:>8.1f}{base['seconds'] / r['seconds']:>11.2f}x"
+              f"{r['cpu_seconds']:>8.2f}{base['cpu_seconds'] / r['cpu_seconds']:>12.2f}x{r['peak_rss_mb']:>13.0f}  {same}")
+    load = os.getloadavg()[0]
+    print(f"(seconds: wall clock, best of {args.repeats} x {args.rounds} round(s), prefill included; CPU s: process CPU time, which a shared\n"
+          f" CPU disturbs less - meaningful with --threads 1. Load average at the end: {load:.1f} on {os.cpu_count()} CPUs.)")
+    ours = results["recnarr-fp32"]
+    summary = {"bench": "generate_speed", "shape": "checkpoint" if args.checkpoint else ("small" if args.small else "51m"),
+               "prompt": args.prompt, "new": args.new,
+               "recnarr_tok_s": round(ours["tok_s"], 1), "hf_tok_s": round(base["tok_s"], 1),
+               "ratio": round(base["seconds"] / ours["seconds"], 3),
+               "cpu_ratio": round(base["cpu_seconds"] / ours["cpu_seconds"], 3), "load_avg": round(load, 2),
+               "recnarr_s": round(ours["seconds"], 3), "hf_s": round(base["seconds"], 3),
+               "recnarr_rss_mb": round(ours["peak_rss_mb"]), "hf_rss_mb": round(base["peak_rss_mb"]),
+               "same_tokens": ours["tokens"] == base["tokens"]}
+    for key, r in results.items():  # the quantized recnarr rows
+        if key.startswith("recnarr-") and key != "recnarr-fp32":
+            tag = key.removeprefix("recnarr-")
+            summary.update({f"recnarr_{tag}_s": round(r["seconds"], 3), f"recnarr_{tag}_tok_s": round(r["tok_s"], 1),
+                            f"recnarr_{tag}_cpu_s": round(r["cpu_seconds"], 3),
+                            f"recnarr_{tag}_rss_mb": round(r["peak_rss_mb"])})
+    print(json.dumps(summary))
+
+
+def _agree(a: list[int], b: list[int]) -> int:
+    n = 0
+    while n < min(len(a), len(b)) and a[n] == b[n]:
+        n += 1
+    return n
+
+
+if __name__ == "__main__":
+    main()

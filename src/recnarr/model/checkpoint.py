@@ -1,0 +1,416 @@
+"""The one checkpoint format, and Hugging Face GPT-2 export/import.
+
+A checkpoint is a folder:
+
+    model.safetensors        weights (the tied lm_head stored once, as transformer.wte.weight)
+    config.json              GPTConfig
+    meta.json                step, tokens seen, losses, data manifest hash, git commit, run config, ...
+    trainer_state.safetensors + trainer_state.json   (optional) optimizer, RNG and data-position state
+
+No pickles anywhere: tensors go to safetensors, everything else to JSON; a nested state dict is split
+into the two by `flatten_state` / `unflatten_state`. Writes are atomic: the folder is written under a
+temporary name and renamed into place, so a process killed at any moment leaves either the old or the
+new checkpoint, never a mix (see `_atomic_replace`).
+
+HF export writes what `transformers.GPT2LMHeadModel.from_pretrained` loads: GPT-2's `Conv1D` stores
+its weight as (in, out), so the four projection matrices are transposed relative to our `nn.Linear`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from dataclasses import asdict, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+
+from recnarr.model.gpt import GPT, GPTConfig
+
+MODEL_FILE, CONFIG_FILE, META_FILE = "model.safetensors", "config.json", "meta.json"
+STATE_TENSORS, STATE_JSON = "trainer_state.safetensors", "trainer_state.json"
+TIED_KEY = "lm_head.weight"  # an alias of transformer.wte.weight, never stored twice
+# nn.Linear (out, in) here, Conv1D (in, out) in HF GPT-2
+HF_TRANSPOSED = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint folder or file that is missing, corrupt or does not fit the model."""
+
+
+# ------------------------------------------------------------------ nested state <-> tensors + JSON
+def flatten_state(obj: Any, prefix: str = "") -> tuple[Any, dict[str, Tensor]]:
+    """Split a nested structure of dicts/lists/scalars/tensors into a JSON-able skeleton, where each tensor
+    is replaced by {"__tensor__": key}, and a flat {key: tensor} dict for safetensors."""
+    tensors: dict[str, Tensor] = {}
+
+    def walk(x: Any, key: str) -> Any:
+        if isinstance(x, Tensor):
+            tensors[key] = x.detach().cpu().contiguous().clone()
+            return {"__tensor__": key}
+        if isinstance(x, dict):
+            for k in x:
+                if not isinstance(k, (str, int)):
+                    raise TypeError(f"state key {k!r} at {key or '<root>'} is neither str nor int")
+            # int keys (optimizer state is keyed by parameter index) are kept with their type
+            return {"__dict__": [[k, walk(v, f"{key}.{k}" if key else str(k))] for k, v in x.items()]}
+        if isinstance(x, (list, tuple)):
+            return [walk(v, f"{key}.{i}" if key else str(i)) for i, v in enumerate(x)]
+        if x is None or isinstance(x, (bool, int, float, str)):
+            return x
+        raise TypeError(f"cannot store {type(x).__name__} at {key or '<root>'} without pickling")
+
+    return walk(obj, prefix), tensors
+
+
+def unflatten_state(skeleton: Any, tensors: dict[str, Tensor]) -> Any:
+    """Inverse of `flatten_state`."""
+    if isinstance(skeleton, dict):
+        if "__tensor__" in skeleton:
+            return tensors[skeleton["__tensor__"]]
+        return {k: unflatten_state(v, tensors) for k, v in skeleton["__dict__"]}
+    if isinstance(skeleton, list):
+        return [unflatten_state(v, tensors) for v in skeleton]
+    return skeleton
+
+
+# ------------------------------------------------------------------ files
+def _read_safetensors(path: Path) -> dict[str, Tensor]:
+    if not path.is_file():
+        raise CheckpointError(f"{path}: file not found")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"{path}: not a readable safetensors file ({e})") from e
+
+
+def _read_json(path: Path) -> Any:
+    if not path.is_file():
+        raise CheckpointError(f"{path}: file not found")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path}: not valid JSON ({e})") from e
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    with open(path, "w") as f:
+        json.dump(obj, f, indent=2, sort_keys=False)
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):  # some filesystems do not allow opening directories
+        _fsync_file(path)
+
+
+def _recover(target: Path) -> None:
+    """Finish or undo an interrupted `_atomic_replace` of `target`."""
+    old = target.parent / f".{target.name}.old"
+    if old.exists():
+        if target.exists():
+            shutil.rmtree(old)  # killed after the new folder was in place: drop the old one
+        else:
+            old.rename(target)  # killed between the two renames: the old checkpoint comes back
+    for tmp in target.parent.glob(f".{target.name}.tmp-*"):
+        shutil.rmtree(tmp, ignore_errors=True)  # a half-written folder from a killed save
+
+
+def _atomic_replace(tmp: Path, target: Path) -> None:
+    """Put the finished folder `tmp` at `target`. A directory cannot be renamed over a non-empty one, so
+    the old folder steps aside first (`.name.old`); `_recover` repairs a kill between the two renames."""
+    old = target.parent / f".{target.name}.old"
+    if target.exists():
+        target.rename(old)
+    tmp.rename(target)
+    _fsync_dir(target.parent)
+    if old.exists():
+        shutil.rmtree(old)
+
+
+def model_state(model: torch.nn.Module) -> dict[str, Tensor]:
+    """The model's tensors as stored: contiguous, on the CPU, the tied alias dropped."""
+    sd = model.state_dict()
+    wte = sd.get("transformer.wte.weight")
+    if TIED_KEY in sd and wte is not None and sd[TIED_KEY].data_ptr() == wte.data_ptr():
+        del sd[TIED_KEY]
+    return {k: v.detach().cpu().contiguous() for k, v in sd.items()}
+
+
+@contextlib.contextmanager
+def atomic_folder(folder: str | os.PathLike) -> Iterator[Path]:
+    """Write a folder atomically: `with atomic_folder(path) as tmp:` write into `tmp`; when the block ends
+    without an exception, `tmp` replaces `path` (see `_atomic_replace`); on an exception it is removed
+    and `path` is untouched. Every checkpoint-like folder (full model, LoRA adapter, quantized) uses it."""
+    target = Path(folder)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    _recover(target)
+    tmp = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        yield tmp
+        mode = 0o666 & ~_umask()  # safetensors writes 0600; a checkpoint should be as readable as any file
+        for f in tmp.rglob("*"):
+            if f.is_file():
+                os.chmod(f, mode)
+                _fsync_file(f)
+        _fsync_dir(tmp)
+        _atomic_replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def write_trainer_state(folder: str | os.PathLike, trainer_state: dict[str, Any]) -> None:
+    """`trainer_state.safetensors` (every tensor) + `trainer_state.json` (the rest, tensors by reference)."""
+    folder = Path(folder)
+    skeleton, tensors = flatten_state(trainer_state)
+    save_file(tensors, str(folder / STATE_TENSORS))
+    _write_json(folder / STATE_JSON, skeleton)
+
+
+def save_checkpoint(
+    folder: str | os.PathLike,
+    model: GPT,
+    meta: dict[str, Any] | None = None,
+    trainer_state: dict[str, Any] | None = None,
+) -> Path:
+    """Write a checkpoint folder atomically. `trainer_state` is any nested dict of tensors and JSON values
+    (optimizer state_dict, RNG states, the batch source's position); `meta` must be JSON-able."""
+    with atomic_folder(folder) as tmp:
+        save_file(model_state(model), str(tmp / MODEL_FILE), metadata={"format": "pt"})
+        _write_json(tmp / CONFIG_FILE, asdict(model.config))
+        _write_json(tmp / META_FILE, meta or {})
+        if trainer_state is not None:
+            write_trainer_state(tmp, trainer_state)
+    return Path(folder)
+
+
+def read_config(folder: str | os.PathLike) -> GPTConfig:
+    """The GPTConfig in `folder/config.json`; every field must be present, no unknown ones."""
+    path = Path(folder) / CONFIG_FILE
+    raw = _read_json(path)
+    names = {f.name for f in fields(GPTConfig)}
+    if not isinstance(raw, dict):
+        raise CheckpointError(f"{path}: expected a JSON object of GPTConfig fields")
+    unknown, missing = set(raw) - names, names - set(raw)
+    if unknown or missing:
+        raise CheckpointError(f"{path}: not a GPTConfig (unknown fields {sorted(unknown)}, missing {sorted(missing)})")
+    try:
+        cfg = GPTConfig(**raw)
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{path}: invalid GPTConfig ({e})") from e
+    for f in fields(GPTConfig):
+        val, kind = getattr(cfg, f.name), str(f.type)
+        ok = {"int": isinstance(val, int) and not isinstance(val, bool),
+              "float": isinstance(val, (int, float)) and not isinstance(val, bool),
+              "bool": isinstance(val, bool)}.get(kind, True)
+        if not ok:
+            raise CheckpointError(f"{path}: field {f.name} should be {kind}, got {val!r}")
+    return cfg
+
+
+def read_meta(folder: str | os.PathLike) -> dict[str, Any]:
+    folder = Path(folder)
+    _recover_if_needed(folder)
+    return _read_json(folder / META_FILE)
+
+
+def _recover_if_needed(folder: Path) -> None:
+    if not folder.exists() and (folder.parent / f".{folder.name}.old").exists():
+        _recover(folder)
+    if not folder.is_dir():
+        raise CheckpointError(f"{folder}: no checkpoint folder here")
+
+
+def load_weights(folder: str | os.PathLike, model: torch.nn.Module) -> None:
+    """Load `folder/model.safetensors` into an existing model, strictly (every key, every shape)."""
+    folder = Path(folder)
+    _recover_if_needed(folder)
+    sd = _read_safetensors(folder / MODEL_FILE)
+    if "transformer.wte.weight" in sd and TIED_KEY in model.state_dict():
+        sd[TIED_KEY] = sd["transformer.wte.weight"]
+    try:
+        model.load_state_dict(sd, strict=True)
+    except RuntimeError as e:
+        raise CheckpointError(f"{folder / MODEL_FILE} does not fit the model of {folder / CONFIG_FILE}: {e}") from e
+
+
+def load_model(folder: str | os.PathLike, device: str | torch.device = "cpu", dtype: torch.dtype | None = None) -> GPT:
+    """Build the GPT described by `config.json` and load `model.safetensors` into it, strictly."""
+    folder = Path(folder)
+    _recover_if_needed(folder)
+    model = GPT(read_config(folder))
+    load_weights(folder, model)
+    return model.to(device=device, dtype=dtype)
+
+
+def load_checkpoint(folder: str | os.PathLike, device: str | torch.device = "cpu",
+                    dtype: torch.dtype | None = None) -> tuple[GPT, dict[str, Any]]:
+    """The model and its meta.json."""
+    return load_model(folder, device, dtype), read_meta(folder)
+
+
+def load_trainer_state(folder: str | os.PathLike) -> dict[str, Any] | None:
+    """The nested trainer state saved beside the model, or None if the checkpoint has none."""
+    folder = Path(folder)
+    _recover_if_needed(folder)
+    if not (folder / STATE_JSON).exists() and not (folder / STATE_TENSORS).exists():
+        return None
+    skeleton = _read_json(folder / STATE_JSON)
+    tensors = _read_safetensors(folder / STATE_TENSORS)
+    try:
+        return unflatten_state(skeleton, tensors)
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{folder / STATE_JSON} does not match {folder / STATE_TENSORS} ({e})") from e
+
+
+# ------------------------------------------------------------------ Hugging Face GPT-2
+def hf_config(cfg: GPTConfig) -> dict[str, Any]:
+    """A transformers GPT2Config (as its config.json) with exactly our architecture."""
+    if not cfg.bias:
+        raise CheckpointError("HF GPT-2 always has biases: a bias=False model cannot be exported to GPT2LMHeadModel")
+    return {
+        "architectures": ["GPT2LMHeadModel"],
+        "model_type": "gpt2",
+        "vocab_size": cfg.vocab_size,
+        "n_positions": cfg.block_size,
+        "n_embd": cfg.n_embd,
+        "n_layer": cfg.n_layer,
+        "n_head": cfg.n_head,
+        "n_inner": None,  # 4 * n_embd
+        "activation_function": "gelu_new",  # the tanh approximation
+        "resid_pdrop": cfg.dropout,
+        "embd_pdrop": cfg.dropout,
+        "attn_pdrop": cfg.dropout,
+        "layer_norm_epsilon": 1e-5,
+        "initializer_range": 0.02,
+        "scale_attn_weights": True,
+        "scale_attn_by_inverse_layer_idx": False,
+        "reorder_and_upcast_attn": False,
+        "tie_word_embeddings": True,
+        "bos_token_id": 50256,
+        "eos_token_id": 50256,
+        "torch_dtype": "float32",
+    }
+
+
+def export_hf(ckpt: str | os.PathLike | GPT, folder: str | os.PathLike) -> Path:
+    """Write a folder that `transformers.GPT2LMHeadModel.from_pretrained(folder)` loads.
+
+    `ckpt` is a checkpoint folder or a GPT. Weights are written in float32 regardless of the source dtype.
+    """
+    model = ckpt if isinstance(ckpt, GPT) else load_model(ckpt)
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    tensors = {}
+    for k, v in model_state(model).items():
+        v = v.float()
+        if k.endswith(HF_TRANSPOSED):
+            v = v.t()
+        tensors[k] = v.contiguous()
+    save_file(tensors, str(out / MODEL_FILE), metadata={"format": "pt"})
+    _write_json(out / CONFIG_FILE, hf_config(model.config))
+    _write_json(out / "generation_config.json",
+                {"bos_token_id": 50256, "eos_token_id": 50256, "pad_token_id": 50256})
+    return out
+
+
+def import_hf(folder: str | os.PathLike) -> GPT:
+    """Read a GPT-2 folder in safetensors (from `export_hf`, or any GPT2LMHeadModel.save_pretrained)."""
+    folder = Path(folder)
+    raw = _read_json(folder / CONFIG_FILE)
+    path = folder / CONFIG_FILE
+    if raw.get("model_type") != "gpt2":
+        raise CheckpointError(f"{path}: model_type is {raw.get('model_type')!r}, only 'gpt2' can be imported")
+    expect = {"activation_function": ("gelu_new", "gelu_pytorch_tanh"), "scale_attn_by_inverse_layer_idx": (False,),
+              "reorder_and_upcast_attn": (False,), "scale_attn_weights": (True,)}
+    for key, allowed in expect.items():
+        if key in raw and raw[key] not in allowed:
+            raise CheckpointError(f"{path}: {key}={raw[key]!r} is not supported (expected one of {allowed})")
+    n_embd = raw.get("n_embd", 768)
+    if raw.get("n_inner") not in (None, 4 * n_embd):
+        raise CheckpointError(f"{path}: n_inner={raw['n_inner']} is not supported (expected 4 * n_embd)")
+    if abs(raw.get("layer_norm_epsilon", 1e-5) - 1e-5) > 1e-12:
+        raise CheckpointError(f"{path}: layer_norm_epsilon={raw['layer_norm_epsilon']} is not supported (1e-5)")
+    cfg = GPTConfig(block_size=raw.get("n_positions", 1024), vocab_size=raw.get("vocab_size", 50257),
+                    n_layer=raw.get("n_layer", 12), n_head=raw.get("n_head", 12), n_embd=n_embd,
+                    dropout=float(raw.get("resid_pdrop", 0.0)), bias=True)
+    weights = folder / MODEL_FILE
+    if not weights.exists() and (folder / "pytorch_model.bin").exists():
+        raise CheckpointError(f"{folder}: only pytorch_model.bin (a pickle) found; re-save it with safe_serialization")
+    sd = _read_safetensors(weights)
+    sd = {k if k.startswith(("transformer.", "lm_head.")) else f"transformer.{k}": v for k, v in sd.items()}
+    sd = {k: v for k, v in sd.items() if not k.endswith((".attn.bias", ".attn.masked_bias"))}  # old causal buffers
+    for k in list(sd):
+        if k.endswith(HF_TRANSPOSED):
+            sd[k] = sd[k].t().contiguous()
+    tied = sd.pop(TIED_KEY, None)
+    if tied is not None and not torch.equal(tied, sd.get("transformer.wte.weight", tied)):
+        raise CheckpointError(f"{weights}: lm_head.weight differs from wte (untied); recnarr's GPT ties them")
+    sd[TIED_KEY] = sd.get("transformer.wte.weight", tied)
+    model = GPT(cfg)
+    try:
+        model.load_state_dict({k: v.float() for k, v in sd.items()}, strict=True)
+    except RuntimeError as e:
+        raise CheckpointError(f"{weights} does not fit {path}: {e}") from e
+    return model
+
+
+# ------------------------------------------------------------------ CLI targets (cli.py COMMANDS)
+EXPORT_FORMATS = {"hf": export_hf}  # the gguf issue adds its writer here
+IMPORT_FORMATS = {"hf": import_hf}
+
+
+def _default_checkpoint(cfg: Any) -> Path:
+    for name in ("best", "last"):
+        path = cfg.stage_dir("pretrain") / name
+        if path.is_dir():
+            return path
+    raise FileNotFoundError(f"no checkpoint under {cfg.stage_dir('pretrain')}: pass --checkpoint PATH")
+
+
+def export_command(cfg: Any, fmt: str = "hf", checkpoint: str | None = None, out: str | None = None) -> Path:
+    """`recnarr export --format hf --checkpoint PATH --out PATH` (default: <run>/pretrain/best -> <run>/export/hf)."""
+    if fmt not in EXPORT_FORMATS:
+        raise ValueError(f"unknown export format {fmt!r}: expected one of {sorted(EXPORT_FORMATS)}")
+    src = Path(checkpoint) if checkpoint else _default_checkpoint(cfg)
+    dst = Path(out) if out else cfg.stage_dir("export") / fmt
+    path = EXPORT_FORMATS[fmt](src, dst)
+    print(f"exported {src} -> {path} ({fmt})")
+    return path
+
+
+def import_command(cfg: Any, fmt: str = "hf", src: str | None = None, out: str | None = None) -> Path:
+    """`recnarr import --format hf --src PATH --out PATH`: a foreign model -> a recnarr checkpoint folder."""
+    if fmt not in IMPORT_FORMATS:
+        raise ValueError(f"unknown import format {fmt!r}: expected one of {sorted(IMPORT_FORMATS)}")
+    if not src:
+        raise ValueError("--src PATH is required: the folder to import")
+    dst = Path(out) if out else cfg.stage_dir("pretrain") / "imported"
+    model = IMPORT_FORMATS[fmt](src)
+    save_checkpoint(dst, model, meta={"imported_from": str(Path(src).resolve()), "format": fmt, "step": 0,
+                                      "tokenizer": "gpt2"})
+    print(f"imported {src} ({fmt}) -> {dst}")
+    return dst

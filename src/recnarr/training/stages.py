@@ -1,0 +1,67 @@
+"""CLI targets of the training stages: `recnarr pretrain [--resume]`.
+
+pretrain reads `<run>/corpus/{train,val}.bin` (uint16 GPT-2 ids from `recnarr data corpus`) and writes
+`<run>/pretrain/`: `config.yaml` (the resolved run config), `last/` (with trainer state, for --resume)
+and `best/` (lowest validation loss) checkpoint folders. Under torchrun every rank runs this function.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from recnarr.config import RunConfig, save_config, to_dict
+from recnarr.model.checkpoint import read_config
+from recnarr.model.gpt import GPT
+from recnarr.training.tracking import make_tracker
+from recnarr.training.trainer import MemmapBatches, Trainer, TrainResult, dist_env, git_commit
+
+
+def file_sha256(path: Path) -> str | None:
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+
+
+def pretrain(cfg: RunConfig, resume: bool = False, **_: Any) -> TrainResult:
+    """Pretrain a GPT of `cfg.model` shape on the corpus memmaps with `cfg.pretrain`."""
+    corpus, out = cfg.stage_dir("corpus"), cfg.stage_dir("pretrain")
+    for name in ("train.bin", "val.bin"):
+        if not (corpus / name).is_file():
+            raise FileNotFoundError(f"{corpus / name} not found: build the corpus first (`recnarr data corpus`)")
+    tc, env = cfg.pretrain, dist_env()
+    if resume and (out / "last").is_dir():
+        saved = read_config(out / "last")
+        if saved != cfg.model:
+            raise ValueError(f"--resume: {out / 'last'} holds a model of shape {saved}, the config asks for "
+                             f"{cfg.model}; resume with the same preset or start a new run_dir")
+    if env.is_main:
+        save_config(cfg, out)
+    torch.manual_seed(tc.seed)  # the same initial weights on every rank (DDP also broadcasts rank 0's)
+    model = GPT(cfg.model)
+    batches = MemmapBatches(corpus / "train.bin", corpus / "val.bin", cfg.model.block_size, tc.batch_size,
+                            seed=tc.seed, rank=env.rank, val_iters=tc.eval_iters)
+    max_id = int(batches.train.max()) if len(batches.train) < 50_000_000 else None
+    if max_id is not None and max_id >= cfg.model.vocab_size:
+        raise ValueError(f"{corpus / 'train.bin'} holds token id {max_id} >= vocab_size {cfg.model.vocab_size}")
+    meta = {
+        "stage": "pretrain",
+        "tokenizer": "gpt2",
+        "data_manifest_hash": file_sha256(corpus / "manifest.json"),
+        "git_commit": git_commit(),
+        "run_config": to_dict(cfg),
+        "params": model.num_params(non_embedding=False),
+        "params_non_embedding": model.num_params(non_embedding=True),
+    }
+    if env.is_main:
+        print(f"pretrain: {meta['params'] / 1e6:.1f}M parameters ({meta['params_non_embedding'] / 1e6:.1f}M "
+              f"without embeddings), {len(batches.train):,} train tokens -> {out}")
+    tracker = make_tracker(tc.tracking and env.is_main, tc.tracking_uri, tc.experiment)
+    result = Trainer(model, batches, tc, out, meta=meta, tracker=tracker).fit(resume=resume)
+    if env.is_main:
+        where = f"stopped ({result.stopped})" if result.stopped else "done"
+        train = f"train loss {result.train_loss:.4f}" if result.train_loss is not None else "no steps left to run"
+        best = f", best val {result.best_val_loss:.4f}" if result.best_val_loss is not None else ""
+        print(f"pretrain {where} at step {result.step}: {train}{best}; checkpoints in {out}")
+    return result
