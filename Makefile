@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PRESET ?= cpu-small
 
-.PHONY: setup demo test lint
+.PHONY: setup demo test lint serve ui
 
 # torch is installed first and pinned: any other spec pulls a multi-GB CUDA build.
 $(BIN)/.installed: pyproject.toml
@@ -16,8 +16,15 @@ $(BIN)/.installed: pyproject.toml
 
 setup: $(BIN)/.installed
 
+# the main job: data + index + the shipped model (or train one) -> narratives for three real customers
 demo: setup
-	$(BIN)/recnarr data prepare --preset $(PRESET)
+	$(BIN)/recnarr demo --preset $(PRESET)
+
+serve: setup
+	$(BIN)/recnarr serve --preset $(PRESET)
+
+ui: setup
+	$(BIN)/recnarr demo-ui --preset $(PRESET)
 
 lint: setup
 	$(BIN)/ruff check src tests bench

@@ -488,6 +488,9 @@ class Trainer:
                             if bar is not None:
                                 bar.set_postfix(loss=f"{train_loss:.3f}", tok_s=f"{tok_s:,.0f}" if tok_s else "-",
                                                 **({"mfu": f"{mfu:.1%}"} if mfu else {}))
+                            else:  # no bar (logs, CI): a plain line, so a long run is never silent
+                                print(f"step {self.step}/{cfg.max_steps}: loss {train_loss:.4f}, lr {lr:.2e}, "
+                                      f"{tok_s or 0:,.0f} tok/s", flush=True)
                     if bar is not None:
                         bar.update(1)
 
@@ -497,8 +500,8 @@ class Trainer:
                         if val_loss is not None:
                             if env.is_main:
                                 self.tracker.log_metrics({"val_loss": val_loss}, self.step)
-                                if bar is not None:
-                                    bar.write(f"step {self.step}: train {train_loss:.4f}  val {val_loss:.4f}")
+                                say = bar.write if bar is not None else print
+                                say(f"step {self.step}: train {train_loss:.4f}  val {val_loss:.4f}")
                             if self.best_val_loss is None or val_loss < self.best_val_loss:
                                 self.best_val_loss = val_loss
                                 self._save(self.best_dir, None, train_loss, val_loss)
