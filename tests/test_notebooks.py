@@ -1,6 +1,5 @@
 """Notebooks 01-08 run top to bottom on the tiny preset, in order, in one run folder (so they never rot)."""
 
-import os
 from pathlib import Path
 
 import nbformat
