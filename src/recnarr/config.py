@@ -171,6 +171,7 @@ class QuantizeConfig:
     bench_prompt_tokens: int = 200
     bench_new_tokens: int = 120
     bench_repeats: int = 3  # decode timing: best of this many runs
+    bench_threads: int | None = None  # torch threads while timing (None: torch's default; 1 on a busy shared CPU)
     eval_batches: int = 20  # corpus val.bin windows (or narrative val batches) for the loss / perplexity
     eval_examples: int = 16  # narrative val prompts generated for the grounding pass rate (0: skip)
 

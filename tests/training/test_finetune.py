@@ -107,10 +107,9 @@ def test_variants_parse():
         parse_variant("adapter-r8")
 
 
-@pytest.mark.slow
 def test_compare_writes_the_table(cfg):
     short = replace(cfg, finetune=replace(cfg.finetune, train=replace(TRAIN, max_steps=2)))
-    result = compare_methods(short, variants=["full", "lora-r4", "lora-r8"])
+    result = compare_methods(short, variants=["full", "lora-r4", "lora-r8"], fresh_process=False)
     rows = {r["variant"]: r for r in result["rows"]}
     assert set(rows) == {"full", "lora-r4", "lora-r8"}
     assert rows["lora-r8"]["trainable_params"] == 2 * rows["lora-r4"]["trainable_params"]

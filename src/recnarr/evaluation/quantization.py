@@ -7,7 +7,8 @@ model:
 
 - size on disk of the folder, and the load time;
 - decoding: a `bench_prompt_tokens` prompt + `bench_new_tokens` new tokens, batch 1, greedy, through
-  the engine (KV cache), best of `bench_repeats` after a warm-up; seconds (prefill included) and tokens/s;
+  the engine (KV cache), best of `bench_repeats` after a warm-up; seconds (prefill included), process
+  CPU seconds, and tokens/s (`bench_threads` pins the thread count for the measurement);
 - quality: loss and perplexity on the corpus validation tokens (`<run>/corpus/val.bin`, fixed windows)
   and/or the narrative validation set (loss on narrative tokens only), with the change vs fp32;
 - grounding: the share of greedy narratives for validation prompts that pass the verifier.
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import time
 from pathlib import Path
@@ -79,25 +81,35 @@ def narrative_loss(model: GPT, examples: list[dict], tokenizer: Any, batches: in
     return total / n if n else float("nan")
 
 
-def decode_speed(model: GPT, prompt_tokens: int, new_tokens: int, repeats: int) -> dict[str, float]:
-    """Seconds for prompt + new tokens (prefill included; best of `repeats` after a warm-up), and tokens/s."""
+def decode_speed(model: GPT, prompt_tokens: int, new_tokens: int, repeats: int,
+                 threads: int | None = None) -> dict[str, float]:
+    """Seconds for prompt + new tokens (prefill included; best of `repeats` after a warm-up), tokens/s, and
+    the process CPU seconds of the best run (a shared, busy CPU inflates wall time far more than CPU time;
+    with `threads=1` the CPU time is close to what an idle core would take)."""
     engine = Engine(model)
     prompt_tokens = min(prompt_tokens, model.config.block_size - new_tokens)
     prompt = torch.randint(0, model.config.vocab_size, (prompt_tokens,), generator=torch.Generator().manual_seed(0))
     params = SamplingParams(max_new_tokens=new_tokens, temperature=0, stop_token_ids=())
-    engine.generate(prompt.tolist(), params)
-    best = math.inf
-    for _ in range(max(1, repeats)):
-        t0 = time.perf_counter()
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads or before)
+    try:
         engine.generate(prompt.tolist(), params)
-        best = min(best, time.perf_counter() - t0)
-    return {"seconds": best, "tok_s": new_tokens / best, "prompt_tokens": prompt_tokens, "new_tokens": new_tokens}
+        best, best_cpu = math.inf, math.inf
+        for _ in range(max(1, repeats)):
+            t0, c0 = time.perf_counter(), time.process_time()
+            engine.generate(prompt.tolist(), params)
+            best, best_cpu = min(best, time.perf_counter() - t0), min(best_cpu, time.process_time() - c0)
+    finally:
+        torch.set_num_threads(before)
+    return {"seconds": best, "cpu_seconds": best_cpu, "tok_s": new_tokens / best, "prompt_tokens": prompt_tokens,
+            "new_tokens": new_tokens, "threads": threads or before}
 
 
 def measure(model: GPT, cfg: RunConfig, evals: dict[str, Any]) -> dict[str, Any]:
     """Speed and quality of a loaded model (see the module docstring)."""
     q = cfg.quantize
-    row: dict[str, Any] = decode_speed(model, q.bench_prompt_tokens, q.bench_new_tokens, q.bench_repeats)
+    row: dict[str, Any] = decode_speed(model, q.bench_prompt_tokens, q.bench_new_tokens, q.bench_repeats,
+                                       q.bench_threads)
     if evals.get("corpus") is not None:
         row["corpus_loss"] = corpus_loss(model, evals["corpus"], q.eval_batches)
         row["corpus_ppl"] = math.exp(row["corpus_loss"])
@@ -121,11 +133,13 @@ def _fmt_delta(row: dict[str, Any], ref: dict[str, Any], key: str) -> str:
 def table(rows: dict[str, dict[str, Any]], title: str) -> str:
     ref = rows["none"]
     lines = [f"### {title}", "",
-             "| mode | size MB | load s | 200+120 tok s | tok/s | corpus ppl (vs fp32) | narrative ppl (vs fp32) | grounding |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "| mode | size MB | load s | prompt+new s | CPU s | tok/s | corpus ppl (vs fp32) | narrative ppl (vs fp32) "
+             "| grounding |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for mode, r in rows.items():
         g = f"{r['grounding_passed']}/{r['grounding_tried']}" if r.get("grounding_tried") else "-"
-        lines.append(f"| {mode} | {r['size_mb']:.1f} | {r['load_s']:.2f} | {r['seconds']:.3f} | {r['tok_s']:.0f} | "
+        lines.append(f"| {mode} | {r['size_mb']:.1f} | {r['load_s']:.2f} | {r['seconds']:.3f} | {r['cpu_seconds']:.3f} | "
+                     f"{r['tok_s']:.0f} | "
                      f"{_fmt_delta(r, ref, 'corpus_ppl')} | {_fmt_delta(r, ref, 'narrative_ppl')} | {g} |")
     return "\n".join(lines) + "\n"
 
@@ -168,7 +182,11 @@ def quantize_command(cfg: RunConfig, checkpoint: str | None = None, modes: list[
         print(f"  {mode}: {row['size_mb']:.1f} MB, {row['seconds']:.3f} s for {row['prompt_tokens']}+{row['new_tokens']} "
               f"tokens ({row['tok_s']:.0f} tok/s)" + "".join(
                   f", {k} {row[k]:.3f}" for k in ("corpus_ppl", "narrative_ppl") if k in row), flush=True)
-    title = f"Quantization of {src} ({cfgm.n_layer}x{cfgm.n_embd}), torch {torch.__version__}, {torch.get_num_threads()} threads"
+    q = cfg.quantize
+    title = (f"Quantization of {src} ({cfgm.n_layer}x{cfgm.n_embd}): {q.bench_prompt_tokens}-token prompt + "
+             f"{q.bench_new_tokens} new tokens, greedy, best of {q.bench_repeats}, "
+             f"{q.bench_threads or torch.get_num_threads()} threads; torch {torch.__version__}; "
+             f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     md = table(rows, title)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "quantization.md").write_text(md)

@@ -62,7 +62,8 @@ def _quiet_imports() -> Iterator[None]:
             lg.setLevel(level)
 
 
-def _peft():
+def import_peft():
+    """The peft module, imported without the optional-kernel noise (see `_quiet_imports`)."""
     with _quiet_imports():
         import peft
 
@@ -95,16 +96,16 @@ def lora_config(r: int = 16, alpha: float = 32, dropout: float = 0.05, targets: 
         raise ValueError(f"LoRA rank must be >= 1, got {r}")
     if not 0 <= dropout < 1:
         raise ValueError(f"LoRA dropout must be in [0, 1), got {dropout}")
-    return _peft().LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, bias="none", init_lora_weights=True,
+    return import_peft().LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, bias="none", init_lora_weights=True,
                               target_modules=list(modules or targets), base_model_name_or_path=base)
 
 
 def inject(model: GPT, config: Any) -> GPT:
     """Inject the adapter described by a LoraConfig into `model`, in place; only adapter weights stay trainable."""
-    if any(isinstance(m, _peft().tuners.lora.LoraLayer) for m in model.modules()):
+    if any(isinstance(m, import_peft().tuners.lora.LoraLayer) for m in model.modules()):
         raise ValueError("model already has LoRA layers: merge or reload it before adding another adapter")
     with _quiet_imports():
-        _peft().inject_adapter_in_model(config, model, adapter_name=ADAPTER)
+        import_peft().inject_adapter_in_model(config, model, adapter_name=ADAPTER)
     for name, p in model.named_parameters():
         p.requires_grad_("lora_" in name)
     return model
@@ -127,7 +128,7 @@ def add_qlora(model: GPT, r: int = 16, alpha: float = 32, dropout: float = 0.05,
 
 
 def lora_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    lora_cls = _peft().tuners.lora.LoraLayer
+    lora_cls = import_peft().tuners.lora.LoraLayer
     return [(n, m) for n, m in model.named_modules() if isinstance(m, lora_cls)]
 
 
@@ -183,7 +184,7 @@ def read_adapter_config(folder: str | os.PathLike) -> Any:
         raise CheckpointError(f"{path}: not valid JSON ({e})") from e
     if raw.get("peft_type") != "LORA":
         raise CheckpointError(f"{path}: peft_type {raw.get('peft_type')!r}, expected 'LORA'")
-    peft = _peft()
+    peft = import_peft()
     known = set(peft.LoraConfig.__dataclass_fields__)
     return peft.LoraConfig(**{k: v for k, v in raw.items() if k in known and k not in ("peft_type", "task_type")})
 

@@ -265,10 +265,6 @@ def _nf4_from_state(sd: dict[str, Tensor], compute_dtype: torch.dtype = torch.fl
     return q
 
 
-def is_nf4(module: nn.Module) -> bool:
-    return type(module).__name__ == "Linear4bit"
-
-
 # ------------------------------------------------------------------ the switch
 def block_linears(model: GPT) -> list[tuple[str, nn.Linear]]:
     """The transformer blocks' nn.Linear layers (c_attn, c_proj, c_fc, c_proj of every block)."""
