@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PRESET ?= cpu-small
 
-.PHONY: setup demo test lint serve ui
+.PHONY: setup llamacpp demo test lint serve ui
 
 # torch is installed first and pinned: any other spec pulls a multi-GB CUDA build.
 $(BIN)/.installed: pyproject.toml
@@ -15,6 +15,13 @@ $(BIN)/.installed: pyproject.toml
 	touch $@
 
 setup: $(BIN)/.installed
+
+# the optional llama.cpp backend (tests exercise it): compiled from source once, ~5 minutes on 2 cores
+$(BIN)/.llamacpp: $(BIN)/.installed
+	$(BIN)/python -m pip install -q -e ".[dev,llamacpp]"
+	touch $@
+
+llamacpp: $(BIN)/.llamacpp
 
 # the main job: data + index + the shipped model (or train one) -> narratives for three real customers
 demo: setup
@@ -29,5 +36,5 @@ ui: setup
 lint: setup
 	$(BIN)/ruff check src tests bench
 
-test: setup lint
+test: setup llamacpp lint
 	$(BIN)/python -m pytest -q

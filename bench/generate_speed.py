@@ -5,8 +5,11 @@ weights on every row (ours, exported to HF format for transformers). Each backen
 subprocess, so its peak resident memory is its own; each reports the best of `--repeats` runs after a
 warm-up, and the tokens it generated, so the table can say whether the greedy outputs agree.
 
-Backends are rows of `BACKENDS`: add one (int8/int4 torch, llama.cpp) by writing a function that takes
-the parsed arguments and returns {"seconds": ..., "tokens": [...]}, and listing it.
+Backends are rows of `BACKENDS`: add one by writing a function that takes the parsed arguments and
+returns {"seconds": ..., "tokens": [...]}, and listing it. The llama.cpp rows run the same weights
+exported with `recnarr export --format gguf` (f32; q8_0 and q4_0 quantized by the gguf package and
+llama.cpp's own quantizer) through recnarr's engine with the `llamacpp` backend, as serving does;
+they are left out, with a note, where llama-cpp-python is not installed.
 
     .venv/bin/python bench/generate_speed.py            # 51M shape: 8 x 512, 8 heads, vocab 50257
     .venv/bin/python bench/generate_speed.py --small    # a quick run with a small model
@@ -115,6 +118,32 @@ def run_recnarr_quantized(mode: str) -> Callable[[argparse.Namespace], dict]:
     return run
 
 
+def run_llamacpp(quant: str) -> Callable[[argparse.Namespace], dict]:
+    def run(args: argparse.Namespace) -> dict:
+        from recnarr.data.tokenizer import get_tokenizer
+        from recnarr.inference.engine import Engine, SamplingParams
+        from recnarr.inference.llamacpp import LlamaCppModel
+        from recnarr.model.gguf_export import export_gguf
+
+        with tempfile.TemporaryDirectory() as tmp:
+            path = export_gguf(args.weights, Path(tmp) / f"model-{quant}.gguf", quant)
+            gc.collect()
+            with contextlib.suppress(OSError):
+                Path("/proc/self/clear_refs").write_text("5")
+            engine = Engine(LlamaCppModel(path, n_threads=args.threads or torch.get_num_threads()), get_tokenizer())
+            params = SamplingParams(max_new_tokens=args.new, temperature=0, stop_token_ids=())
+            prompt = prompt_ids(args.prompt, engine.config.vocab_size)
+            return timed(lambda: engine.generate(prompt, params).tokens, args.repeats)
+
+    return run
+
+
+def llamacpp_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("llama_cpp") is not None
+
+
 @dataclass
 class Backend:
     name: str
@@ -127,7 +156,9 @@ BACKENDS = [
     Backend("transformers", "fp32", run_hf),
     Backend("recnarr", "int8", run_recnarr_quantized("int8")),  # dynamic int8 (fbgemm), int8 head
     Backend("recnarr", "int4", run_recnarr_quantized("int4")),  # 4-bit groups of 32, bf16 kernel, int4 head
-    # later rows: Backend("llama.cpp", "f32", ...)
+    Backend("llama.cpp", "f32", run_llamacpp("f32")),
+    Backend("llama.cpp", "q8_0", run_llamacpp("q8_0")),
+    Backend("llama.cpp", "q4_0", run_llamacpp("q4_0")),
 ]
 BASELINE = "transformers"
 
@@ -191,6 +222,9 @@ def main() -> None:
         keys = [f"{b.name}-{b.precision}" for b in BACKENDS]
         if args.backends:
             keys = [k for k in keys if k in args.backends.split(",") or k in ("recnarr-fp32", f"{BASELINE}-fp32")]
+        if not llamacpp_installed():
+            print("llama.cpp rows left out: llama-cpp-python is not installed (pip install 'recnarr[llamacpp]')")
+            keys = [k for k in keys if not k.startswith("llama.cpp")]
         results: dict[str, dict] = {}
         for _ in range(args.rounds):
             for key in keys:
@@ -221,12 +255,12 @@ def main() -> None:
                "recnarr_s": round(ours["seconds"], 3), "hf_s": round(base["seconds"], 3),
                "recnarr_rss_mb": round(ours["peak_rss_mb"]), "hf_rss_mb": round(base["peak_rss_mb"]),
                "same_tokens": ours["tokens"] == base["tokens"]}
-    for key, r in results.items():  # the quantized recnarr rows
-        if key.startswith("recnarr-") and key != "recnarr-fp32":
-            tag = key.removeprefix("recnarr-")
-            summary.update({f"recnarr_{tag}_s": round(r["seconds"], 3), f"recnarr_{tag}_tok_s": round(r["tok_s"], 1),
-                            f"recnarr_{tag}_cpu_s": round(r["cpu_seconds"], 3),
-                            f"recnarr_{tag}_rss_mb": round(r["peak_rss_mb"])})
+    for key, r in results.items():  # the other rows: recnarr_int8_s, llamacpp_q8_0_s, ...
+        if key not in ("recnarr-fp32", f"{BASELINE}-fp32"):
+            tag = key.replace(".", "").replace("-", "_")
+            summary.update({f"{tag}_s": round(r["seconds"], 3), f"{tag}_tok_s": round(r["tok_s"], 1),
+                            f"{tag}_cpu_s": round(r["cpu_seconds"], 3), f"{tag}_rss_mb": round(r["peak_rss_mb"]),
+                            f"{tag}_same_tokens_as_fp32": r["tokens"] == ours["tokens"]})
     print(json.dumps(summary))
 
 

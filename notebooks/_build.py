@@ -3,6 +3,7 @@
 Kept as code so the notebooks are reviewed as plain text; the .ipynb files are what people open.
 """
 
+import hashlib
 from pathlib import Path
 
 import nbformat as nbf
@@ -154,6 +155,21 @@ for mode in ["none", "bf16", "int8", "int4"]:
     rows.append((mode, size_on_disk(folder) / 1e6, (out.float() - ref).abs().max().item(), 40 / (time.perf_counter() - t)))
 import pandas as pd
 pd.DataFrame(rows, columns=["mode", "MB on disk", "max |logit - fp32|", "decode tok/s (incl. prefill)"])'''),
+('md', "## GGUF: the same weights as one llama.cpp file\n\n`recnarr export --format gguf` writes the model (tied head once) and the GPT-2 tokenizer into one file. With the optional `llamacpp` extra installed, the engine's `llamacpp` backend runs it with recnarr's own sampling, stops and streaming on top: same prompt, same greedy tokens as torch fp32 (see `docs/gguf-and-ondevice.md`)."),
+("code", '''import importlib.util
+from recnarr.data.tokenizer import get_tokenizer
+from recnarr.model.gguf_export import export_gguf
+gguf_dir = tempfile.mkdtemp()
+files = {q: export_gguf(base, gguf_dir, q) for q in ["f32", "q8_0"]}
+print({q: f"{p.stat().st_size / 1e6:.1f} MB" for q, p in files.items()})
+if importlib.util.find_spec("llama_cpp"):
+    from recnarr.inference.llamacpp import LlamaCppModel
+    prompt = list(range(100, 140))
+    ours = Engine(copy.deepcopy(base), get_tokenizer()).generate(prompt, max_new_tokens=16, temperature=0).tokens
+    theirs = Engine(LlamaCppModel(files["f32"]), get_tokenizer()).generate(prompt, max_new_tokens=16, temperature=0).tokens
+    print("torch fp32 and llama.cpp f32 agree on all 16 greedy tokens:", ours == theirs)
+else:
+    print("llama-cpp-python is not installed (pip install -e '.[llamacpp]'): the llama.cpp half is skipped")'''),
 ],
 "05_rag": [
 ("md", "# 05 · The retriever (RAG)\n\nEach product's text (title, brand, category path, attributes, description) is embedded with all-MiniLM-L6-v2 (from a PyPI package, offline) into a FAISS index. A user's query vector is the recency-weighted mean of their history's embeddings, optionally blended with free text; results are filtered and re-ranked with popularity and co-purchase signals, and each comes with its **reasons**: the past purchases it is nearest to."),
@@ -266,6 +282,8 @@ def build(name: str, cells: list[tuple[str, str]]) -> None:
     nb = nbf.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nb.cells = [nbf.v4.new_markdown_cell(src) if kind == "md" else nbf.v4.new_code_cell(src) for kind, src in cells]
+    for i, cell in enumerate(nb.cells):  # stable ids: rebuilding changes only the cells that changed
+        cell.id = hashlib.sha1(f"{name}:{i}:{cell.source}".encode()).hexdigest()[:8]
     nbf.write(nb, Path(__file__).parent / f"{name}.ipynb")
 
 

@@ -188,6 +188,8 @@ class GenerationConfig:
     repetition_penalty: float = 1.1
     seed: int | None = None
     max_retries: int = 2  # verifier failures regenerate with a new seed this many times
+    # torch: recnarr's GPT (any quantize.mode); llamacpp: a GGUF file run by llama.cpp (the llamacpp extra)
+    backend: str = "torch"
 
 
 @dataclass

@@ -140,3 +140,30 @@ def test_plain_checkpoint_loads_as_mode_none(base, tokens, tmp_path):
     loaded = load_quantized(tmp_path / "plain")
     assert loaded.lm_head.weight is loaded.transformer.wte.weight  # tie restored
     assert torch.equal(logits(loaded, tokens), logits(base, tokens))
+
+
+def test_serving_model_quantizes_on_load_with_the_configured_group_size(base, tmp_path):
+    from recnarr.config import load_config
+    from recnarr.inference.serving_model import load_serving_model
+
+    save_checkpoint(tmp_path / "ck", copy.deepcopy(base))
+    cfg = load_config("tiny", ["quantize.group_size=64"])
+    model, info = load_serving_model(cfg, tmp_path / "ck", "int4")
+    assert info["quantization"] == "int4" and info["backend"] == "torch"
+    assert model.quantization["group_size"] == 64 and model.lm_head.group_size == 64
+
+
+def test_dequantize_gives_back_a_plain_tied_gpt(base, tmp_path):
+    from recnarr.model.quantize import load_any
+
+    save_quantized(quantize(copy.deepcopy(base), "int8"), tmp_path / "q")
+    plain = load_any(tmp_path / "q")
+    assert isinstance(plain.lm_head, torch.nn.Linear) and plain.lm_head.weight is plain.transformer.wte.weight
+    assert plain.quantization["mode"] == "none"
+    quantized = load_quantized(tmp_path / "q")
+    # the int8 values themselves, as fp32 (no precision comes back)
+    assert torch.equal(plain.transformer.h[0].mlp.c_fc.weight, quantized.transformer.h[0].mlp.c_fc.dequantized())
+    assert torch.equal(plain.lm_head.weight, quantized.lm_head.dequantized())
+    x = torch.randint(0, CFG.vocab_size, (1, 12))
+    a, b = plain(x)[0], quantized(x)[0]  # differ by the int8 model's dynamic activation quantization only
+    assert (a - b).abs().max() / b.abs().max() < TOLERANCE["int8"]

@@ -72,7 +72,7 @@ def test_cpu_torch_at_the_project_pin(steps):
     runs = " ".join(a for ins, a in steps if ins == "RUN")
     assert f"pip install {pin} --index-url https://download.pytorch.org/whl/cpu" in runs
     # torch goes in before the project, so pip never resolves torch from the default (CUDA) index
-    assert runs.index(pin) < runs.index("pip install -e .")
+    assert runs.index(pin) < runs.index("pip install -e \".")
 
 
 def test_non_root_and_healthcheck(steps):

@@ -44,3 +44,56 @@ def get_tokenizer(cache: Path | None = None) -> tiktoken.Encoding:
     from recnarr.config import cache_dir
 
     return _encoding(str(vocab_file(Path(cache) if cache else cache_dir())))
+
+
+@lru_cache(maxsize=1)
+def _byte_symbols() -> tuple[str, ...]:
+    """GPT-2's byte -> printable character table (`bytes_to_unicode` in openai/gpt-2's encoder.py).
+
+    Byte-level BPE files (vocab.json, merges.txt, GGUF token lists) spell each byte as one printable
+    character: printable Latin-1 bytes stand for themselves, the other 68 map to U+0100 onwards.
+    """
+    keep = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    table, extra = {}, 0
+    for b in range(256):
+        if b in keep:
+            table[b] = chr(b)
+        else:
+            table[b] = chr(256 + extra)
+            extra += 1
+    return tuple(table[b] for b in range(256))
+
+
+def _spell(token: bytes) -> str:
+    symbols = _byte_symbols()
+    return "".join(symbols[b] for b in token)
+
+
+def _split_in_two(token: bytes, ranks: dict[bytes, int]) -> tuple[bytes, bytes]:
+    """Replay BPE on `token` with only the merges ranked below it: what is left is the last merge's pair."""
+    parts = [bytes([b]) for b in token]
+    limit = ranks[token]
+    while len(parts) > 2:
+        best = min(range(len(parts) - 1), key=lambda i: ranks.get(parts[i] + parts[i + 1], limit))
+        if ranks.get(parts[best] + parts[best + 1], limit) >= limit:
+            break
+        parts[best : best + 2] = [parts[best] + parts[best + 1]]
+    if len(parts) != 2:
+        raise ValueError(f"token {token!r} is not the merge of two lower-ranked tokens")
+    return parts[0], parts[1]
+
+
+@lru_cache(maxsize=1)
+def vocab_and_merges() -> tuple[list[str], list[str]]:
+    """The tokenizer as byte-level BPE files hold it: token strings by id, and merges ("a b") by rank.
+
+    tiktoken keeps only ranks; the merges are recovered by replaying BPE on each token (ranks are merge
+    order), which reproduces GPT-2's merges.txt (a few seconds, once per process). Used by the HF and
+    GGUF exports so both are self-contained.
+    """
+    enc = get_tokenizer()
+    ranks = {enc.decode_single_token_bytes(i): i for i in range(enc.n_vocab) if i != enc.eot_token}
+    tokens = [_spell(enc.decode_single_token_bytes(i)) if i != enc.eot_token else EOT for i in range(enc.n_vocab)]
+    merges = [" ".join(map(_spell, _split_in_two(tok, ranks)))
+              for tok, _ in sorted(ranks.items(), key=lambda kv: kv[1]) if len(tok) > 1]
+    return tokens, merges

@@ -24,7 +24,7 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
-from recnarr.model.gpt import GPT
+from recnarr.model.gpt import GPT, GPTConfig
 
 
 class Tokenizer(Protocol):
@@ -269,6 +269,79 @@ def relayout_for_decode(model: torch.nn.Module) -> None:
                 module.weight.data = module.weight.data.t().contiguous().t()
 
 
+class Run(Protocol):
+    """One generation call's model state (a KV cache) in some runtime."""
+
+    def logits(self, start: int, end: int) -> Tensor:
+        """Feed `idx[:, start:end]` (the engine fills `idx` as it samples); the next-token logits (B, V)."""
+        ...
+
+    def __enter__(self) -> Run: ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
+
+class Backend(Protocol):
+    """What produces logits for the engine. Sampling, stops, streaming and text stay in the engine, so
+    every backend gets the same controls. `batched`: whether a run may hold more than one row."""
+
+    config: GPTConfig
+    batched: bool
+
+    def open(self, idx: Tensor, positions: Tensor, key_mask: Tensor | None, cached: bool) -> Run: ...
+
+
+class TorchRun:
+    """A `GPT` over one call: a KV cache sized to what the call will hold (calls may run concurrently),
+    or, for the `generate_uncached` oracle, a full forward over the whole sequence at every step."""
+
+    def __init__(self, model: torch.nn.Module, idx: Tensor, positions: Tensor, key_mask: Tensor | None,
+                 cached: bool):
+        self.model, self.idx, self.positions, self.key_mask = model, idx, positions, key_mask
+        self.cache = None
+        if cached:
+            cfg = model.config
+            p = next(model.parameters())
+            self.cache = KVCache(cfg.n_layer, idx.size(0), cfg.n_head, idx.size(1), cfg.n_embd // cfg.n_head,
+                                 p.dtype, p.device)
+            self.cache.reset(key_mask)
+
+    def logits(self, start: int, end: int) -> Tensor:
+        padded = self.key_mask is not None
+        if self.cache is None:  # recompute everything up to `end`
+            mask = None
+            if padded:
+                causal = torch.ones(end, end, dtype=torch.bool, device=self.idx.device).tril()
+                eye = torch.eye(end, dtype=torch.bool, device=self.idx.device)
+                mask = causal & (self.key_mask[:, None, None, :end] | eye)
+            logits, _ = self.model(self.idx[:, :end], positions=self.positions[:, :end] if padded else None,
+                                   attn_mask=mask, last_only=True)
+            return logits[:, -1, :]
+        self.cache.begin(end - start)
+        pos = self.positions[:, start:end] if padded or start > 0 else None
+        logits, _ = self.model(self.idx[:, start:end], positions=pos, kv_cache=self.cache, last_only=True)
+        self.cache.commit()
+        return logits[:, -1, :]
+
+    def __enter__(self) -> TorchRun:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.cache = None
+
+
+class TorchBackend:
+    """The default backend: recnarr's own GPT in PyTorch (any quantization mode, batches, the oracle)."""
+
+    batched = True
+
+    def __init__(self, model: torch.nn.Module):
+        self.model, self.config = model, model.config
+
+    def open(self, idx: Tensor, positions: Tensor, key_mask: Tensor | None, cached: bool) -> TorchRun:
+        return TorchRun(self.model, idx, positions, key_mask, cached)
+
+
 class Engine:
     """Generation for a `GPT`. The model is put in eval mode; generation runs under `inference_mode`.
 
@@ -280,14 +353,19 @@ class Engine:
     False for a model that is still being trained.
     """
 
-    def __init__(self, model: GPT, tokenizer: Tokenizer | None = None, fast_layout: bool = True):
-        self.model = model.eval()
-        if fast_layout and next(model.parameters()).device.type == "cpu":
-            relayout_for_decode(model)
+    def __init__(self, model: GPT | Backend, tokenizer: Tokenizer | None = None, fast_layout: bool = True):
         self.tokenizer = tokenizer
         self.config = model.config
-        p = next(model.parameters())
-        self.device, self.dtype = p.device, p.dtype
+        if isinstance(model, torch.nn.Module):
+            self.model = model.eval()
+            if fast_layout and next(model.parameters()).device.type == "cpu":
+                relayout_for_decode(model)
+            p = next(model.parameters())
+            self.device, self.dtype = p.device, p.dtype
+            self.backend: Backend = TorchBackend(model)
+        else:  # another runtime that only produces logits (inference/llamacpp.py)
+            self.model, self.backend = None, model
+            self.device, self.dtype = torch.device("cpu"), torch.float32
 
     # ---------------------------------------------------------------- public API
     def generate(self, prompt: str | Sequence[int], params: SamplingParams | None = None, **overrides) -> Generation:
@@ -299,6 +377,8 @@ class Engine:
         """Generate for several prompts at once (any lengths: left-padded); one `Generation` per prompt."""
         params = self._params(params, overrides)
         ids = self._encode(prompts)
+        if not self.backend.batched and len(ids) > 1:
+            return [self.generate(p, params) for p in ids]
         rows = [_Row(params.stop) for _ in ids]
         for _ in self._run(ids, params, rows, cached=True):
             pass
@@ -307,6 +387,8 @@ class Engine:
     def generate_uncached(self, prompts: Sequence[str | Sequence[int]], params: SamplingParams | None = None,
                           **overrides) -> list[Generation]:
         """The reference path: a full forward over the whole sequence for every token, no cache."""
+        if not isinstance(self.backend, TorchBackend):
+            raise ValueError("generate_uncached is the torch backend's oracle; this engine runs another backend")
         params = self._params(params, overrides)
         ids = self._encode(prompts)
         rows = [_Row(params.stop) for _ in ids]
@@ -385,40 +467,31 @@ class Engine:
         positions = (key_mask.long().cumsum(dim=1) - 1).clamp(min=0)  # (B, T + max_new)
 
         stop_ids = self._stop_ids(params)
+        prompt_mask = None
+        if params.penalized:
+            prompt_mask = torch.zeros(B, self.config.vocab_size, dtype=torch.bool, device=dev)
+            for b, p in enumerate(prompts):
+                prompt_mask[b, torch.tensor(p, device=dev)] = True
+        with self.backend.open(idx, positions, key_mask if padded else None, cached) as run:
+            yield from self._decode(run, idx, T, params, rows, stop_ids, prompt_mask)
+
+    def _decode(self, run: Run, idx: Tensor, T: int, params: SamplingParams, rows: list[_Row],
+                stop_ids: tuple[int, ...], prompt_mask: Tensor | None) -> Iterator[None]:
+        B, dev = idx.size(0), self.device
         stop_set = set(stop_ids)
         generator = None
         if params.seed is not None:
             generator = torch.Generator(device=dev).manual_seed(params.seed)
-        counts = prompt_mask = None
-        if params.penalized:
-            V = self.config.vocab_size
-            counts = torch.zeros(B, V, dtype=torch.int32, device=dev)
-            prompt_mask = torch.zeros(B, V, dtype=torch.bool, device=dev)
-            for b, p in enumerate(prompts):
-                prompt_mask[b, torch.tensor(p, device=dev)] = True
+        counts = None
+        if prompt_mask is not None:
+            counts = torch.zeros(B, self.config.vocab_size, dtype=torch.int32, device=dev)
         stop_cols = torch.tensor([t for t in stop_ids if 0 <= t < self.config.vocab_size], dtype=torch.long,
                                  device=dev)
         decode = self.tokenizer.decode_bytes if self.tokenizer is not None else (lambda _ids: b"")
-
-        if cached:
-            cfg = self.config  # one cache per call (calls may run concurrently), sized to what it will hold
-            cache = KVCache(cfg.n_layer, B, cfg.n_head, T + params.max_new_tokens, cfg.n_embd // cfg.n_head,
-                            self.dtype, dev)
-            cache.reset(key_mask if padded else None)
-            cache.begin(T)
-            logits, _ = self.model(idx[:, :T], positions=positions[:, :T] if padded else None,
-                                   kv_cache=cache, last_only=True)
-            cache.commit()
+        logits = run.logits(0, T)
         for step in range(params.max_new_tokens):
             L = T + step  # tokens in the sequence so far
-            if not cached:
-                mask = None
-                if padded:
-                    causal = torch.ones(L, L, dtype=torch.bool, device=dev).tril()
-                    mask = causal & (key_mask[:, None, None, :L] | torch.eye(L, dtype=torch.bool, device=dev))
-                logits, _ = self.model(idx[:, :L], positions=positions[:, :L] if padded else None,
-                                       attn_mask=mask, last_only=True)
-            last = logits[:, -1, :]  # (B, V)
+            last = logits  # (B, V)
             if step < params.min_new_tokens and stop_cols.numel():
                 last = last.index_fill(1, stop_cols, float("-inf"))
             if params.greedy and not params.penalized:
@@ -436,10 +509,8 @@ class Engine:
             if all(r.finish_reason is not None for r in rows):
                 break
             yield
-            if cached and step + 1 < params.max_new_tokens:
-                cache.begin(1)
-                logits, _ = self.model(idx[:, L : L + 1], positions=positions[:, L : L + 1], kv_cache=cache)
-                cache.commit()
+            if step + 1 < params.max_new_tokens:
+                logits = run.logits(L, L + 1)
         for r in rows:
             if r.finish_reason is None:
                 r.finish_length()

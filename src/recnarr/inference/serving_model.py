@@ -4,6 +4,9 @@ Search order: an explicit checkpoint folder; `<run>/serving/<mode>/` (already qu
 `recnarr quantize`); `<run>/serving/merged/` (quantized on load); the shipped reference model under
 `models/`. A quantized folder (it holds `quantization.json`) loads as it is; a full-precision one is
 quantized on load by the one switch in `model.quantize`.
+
+With `generation.backend=llamacpp` the model is a GGUF file instead: an explicit `.gguf` path, else
+`<run>/export/gguf/` (`recnarr export --format gguf`), else the shipped model's GGUF; q8_0 preferred.
 """
 
 from __future__ import annotations
@@ -38,9 +41,37 @@ def find_checkpoint(cfg: RunConfig, checkpoint: str | Path | None, mode: str) ->
     raise FileNotFoundError(f"no serving model found (tried {tried}); run `make demo` or `recnarr pipeline`")
 
 
+GGUF_PREFERENCE = ("q8_0", "q4_k_m", "q4_0", "f16", "f32")
+
+
+def find_gguf(cfg: RunConfig, checkpoint: str | Path | None) -> Path:
+    if checkpoint is not None:
+        path = Path(checkpoint)
+        if path.suffix != ".gguf" or not path.is_file():
+            raise FileNotFoundError(f"{path} is not a .gguf file (the llamacpp backend runs GGUF files)")
+        return path
+    folders = [cfg.stage_dir("export") / "gguf", SHIPPED]
+    for folder in folders:
+        files = sorted(folder.glob("*.gguf"), key=lambda p: next(
+            (i for i, q in enumerate(GGUF_PREFERENCE) if p.stem.endswith(q)), len(GGUF_PREFERENCE)))
+        if files:
+            return files[0]
+    raise FileNotFoundError(f"no GGUF model in {', '.join(map(str, folders))}: "
+                            f"run `recnarr export --format gguf --quant q8_0`")
+
+
 def load_serving_model(cfg: RunConfig, checkpoint: str | Path | None = None,
-                       mode: str = "int8") -> tuple[GPT, dict[str, Any]]:
-    """The model to serve and a description of it (path, mode, training metadata)."""
+                       mode: str = "int8") -> tuple[GPT | Any, dict[str, Any]]:
+    """The model to serve and a description of it (path, mode, training metadata). With the llamacpp
+    backend, a `LlamaCppModel` for `Engine` (mode is then the GGUF file's own weight type)."""
+    if cfg.generation.backend == "llamacpp":
+        from recnarr.inference.llamacpp import LlamaCppModel
+
+        path = find_gguf(cfg, checkpoint)
+        model = LlamaCppModel(path)
+        return model, {"path": str(path), "quantization": f"gguf {model.file_type}", "backend": "llamacpp"}
+    if cfg.generation.backend != "torch":
+        raise ValueError(f"generation.backend must be torch or llamacpp, got {cfg.generation.backend!r}")
     path = find_checkpoint(cfg, checkpoint, mode)
     if (path / QUANT_FILE).exists():
         model = load_quantized(path)
@@ -48,9 +79,9 @@ def load_serving_model(cfg: RunConfig, checkpoint: str | Path | None = None,
     else:
         model = load_model(path)
         if mode != "none":
-            model = quantize(model, mode)
+            model = quantize(model, mode, group_size=cfg.quantize.group_size)
         loaded_mode = mode
     meta = read_meta(path) if (path / "meta.json").exists() else {}
-    info = {"path": str(path), "quantization": loaded_mode,
+    info = {"path": str(path), "quantization": loaded_mode, "backend": "torch",
             **{k: meta[k] for k in ("step", "tokens_seen", "val_loss", "best_val_loss") if k in meta}}
     return model.eval(), info

@@ -319,9 +319,12 @@ def hf_config(cfg: GPTConfig) -> dict[str, Any]:
 def export_hf(ckpt: str | os.PathLike | GPT, folder: str | os.PathLike) -> Path:
     """Write a folder that `transformers.GPT2LMHeadModel.from_pretrained(folder)` loads.
 
-    `ckpt` is a checkpoint folder or a GPT. Weights are written in float32 regardless of the source dtype.
+    `ckpt` is a checkpoint folder or a GPT. Weights are written in float32 regardless of the source dtype;
+    the GPT-2 tokenizer files go beside them, so the folder is self-contained.
     """
-    model = ckpt if isinstance(ckpt, GPT) else load_model(ckpt)
+    from recnarr.model.quantize import load_any  # quantize.py builds on this module
+
+    model = ckpt if isinstance(ckpt, GPT) else load_any(ckpt)
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
     tensors = {}
@@ -334,7 +337,21 @@ def export_hf(ckpt: str | os.PathLike | GPT, folder: str | os.PathLike) -> Path:
     _write_json(out / CONFIG_FILE, hf_config(model.config))
     _write_json(out / "generation_config.json",
                 {"bos_token_id": 50256, "eos_token_id": 50256, "pad_token_id": 50256})
+    if model.config.vocab_size >= 50257:  # a GPT-2-vocabulary model (not a toy vocabulary)
+        write_hf_tokenizer(out)
     return out
+
+
+def write_hf_tokenizer(folder: Path) -> None:
+    """vocab.json + merges.txt + tokenizer_config.json: `AutoTokenizer.from_pretrained(folder)` gives GPT-2 BPE."""
+    from recnarr.data.tokenizer import EOT, vocab_and_merges
+
+    tokens, merges = vocab_and_merges()
+    _write_json(folder / "vocab.json", {t: i for i, t in enumerate(tokens)})
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n", encoding="utf-8")
+    _write_json(folder / "tokenizer_config.json",
+                {"tokenizer_class": "GPT2Tokenizer", "bos_token": EOT, "eos_token": EOT, "unk_token": EOT,
+                 "add_prefix_space": False, "model_max_length": 1024})
 
 
 def import_hf(folder: str | os.PathLike) -> GPT:
@@ -379,25 +396,39 @@ def import_hf(folder: str | os.PathLike) -> GPT:
 
 
 # ------------------------------------------------------------------ CLI targets (cli.py COMMANDS)
-EXPORT_FORMATS = {"hf": export_hf}  # the gguf issue adds its writer here
+EXPORT_FORMATS = ("hf", "gguf")
 IMPORT_FORMATS = {"hf": import_hf}
 
 
 def _default_checkpoint(cfg: Any) -> Path:
-    for name in ("best", "last"):
-        path = cfg.stage_dir("pretrain") / name
+    """The fine-tuned model if the run has one, else the pretrained one."""
+    tried = [cfg.stage_dir("serving") / "merged", cfg.stage_dir("pretrain") / "best", cfg.stage_dir("pretrain") / "last"]
+    for path in tried:
         if path.is_dir():
             return path
-    raise FileNotFoundError(f"no checkpoint under {cfg.stage_dir('pretrain')}: pass --checkpoint PATH")
+    raise FileNotFoundError(f"no checkpoint at {', '.join(map(str, tried))}: pass --checkpoint PATH")
 
 
-def export_command(cfg: Any, fmt: str = "hf", checkpoint: str | None = None, out: str | None = None) -> Path:
-    """`recnarr export --format hf --checkpoint PATH --out PATH` (default: <run>/pretrain/best -> <run>/export/hf)."""
+def export_command(cfg: Any, fmt: str = "hf", checkpoint: str | None = None, out: str | None = None,
+                   quant: str = "f32") -> Path:
+    """`recnarr export --format hf|gguf [--quant Q] --checkpoint PATH --out PATH`.
+
+    Defaults: <run>/serving/merged (else <run>/pretrain/best, last) -> <run>/export/<format>. Any checkpoint
+    folder works, a quantized serving folder too (dequantized first: its values, not the fp32 ones).
+    """
     if fmt not in EXPORT_FORMATS:
-        raise ValueError(f"unknown export format {fmt!r}: expected one of {sorted(EXPORT_FORMATS)}")
+        raise ValueError(f"unknown export format {fmt!r}: expected one of {', '.join(EXPORT_FORMATS)}")
     src = Path(checkpoint) if checkpoint else _default_checkpoint(cfg)
     dst = Path(out) if out else cfg.stage_dir("export") / fmt
-    path = EXPORT_FORMATS[fmt](src, dst)
+    if fmt == "gguf":
+        from recnarr.model.gguf_export import export_gguf
+
+        path = export_gguf(src, dst, quant)
+        print(f"exported {src} -> {path} (gguf {quant}, {path.stat().st_size / 2**20:.1f} MB)")
+        return path
+    if quant != "f32":
+        raise ValueError(f"--quant {quant} applies to --format gguf; the hf export is float32")
+    path = export_hf(src, dst)
     print(f"exported {src} -> {path} ({fmt})")
     return path
 

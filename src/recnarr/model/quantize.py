@@ -420,6 +420,43 @@ def load_quantized(folder: str | os.PathLike) -> GPT:
     return model.eval()
 
 
+def dequantize(model: GPT) -> GPT:
+    """Back to a plain fp32 GPT (nn.Linear layers, tied head), in place: for exports from a serving folder.
+
+    The values are the quantized ones (no precision comes back); exporting from the full-precision
+    checkpoint is better where it exists.
+    """
+    mode = getattr(model, "quantization", {}).get("mode", "none")
+    if mode == "nf4":
+        raise ValueError("nf4 models cannot be dequantized here: export from the full-precision checkpoint")
+    if mode == "bf16":
+        model.float()
+    with torch.no_grad():
+        for name, module in [*block_linears_any(model), ("lm_head", model.lm_head)]:
+            if isinstance(module, (Int8Linear, Int4Linear)):
+                lin = nn.Linear(module.in_features, module.out_features, bias=module.bias is not None)
+                lin.weight.copy_(module.dequantized())
+                if module.bias is not None:
+                    lin.bias.copy_(module.bias)
+                _set_module(model, name, lin)
+        if not isinstance(model.transformer.wte, nn.Embedding):
+            model.transformer.wte = nn.Embedding(model.config.vocab_size, model.config.n_embd)
+            model.transformer.wte.weight = model.lm_head.weight  # tied again
+    model.quantization = {"mode": "none", "group_size": None, "head": None}
+    return model.eval()
+
+
+def block_linears_any(model: GPT) -> list[tuple[str, nn.Module]]:
+    """The blocks' matmul layers, quantized or not."""
+    kinds = (nn.Linear, Int8Linear, Int4Linear)
+    return [(f"transformer.h.{name}", m) for name, m in model.transformer.h.named_modules() if isinstance(m, kinds)]
+
+
+def load_any(folder: str | os.PathLike) -> GPT:
+    """A plain fp32 GPT from any checkpoint folder: full precision as it is, a quantized one dequantized."""
+    return dequantize(load_quantized(folder))
+
+
 def size_on_disk(folder: str | os.PathLike) -> int:
     """Bytes of every file in a checkpoint folder."""
     return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file())

@@ -1,0 +1,99 @@
+"""The `llamacpp` engine backend: a GGUF file (`recnarr export --format gguf`) run by llama.cpp.
+
+llama.cpp only computes logits here. Sampling, penalties, stop sequences, seeds, UTF-8-safe
+streaming, slot filling and the verifier all stay in recnarr's engine and generator, so the two
+backends take the same controls and a greedy run is the same computation in another runtime.
+
+One llama.cpp context holds one KV cache, so runs take turns (a lock held for the whole
+generation, streaming included) and a batch of prompts is generated one prompt at a time.
+Needs the optional extra: `pip install 'recnarr[llamacpp]'` (llama-cpp-python, built from source).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from recnarr.model.gpt import GPTConfig
+
+FILE_TYPES = {0: "f32", 1: "f16", 2: "q4_0", 7: "q8_0", 15: "q4_k_m"}  # general.file_type (LLAMA_FTYPE_*)
+
+
+class LlamaCppUnavailable(ImportError):
+    pass
+
+
+def import_llama_cpp():
+    try:
+        import llama_cpp
+    except ImportError as e:
+        raise LlamaCppUnavailable("the llamacpp backend needs llama-cpp-python: pip install 'recnarr[llamacpp]' "
+                                  "(it builds llama.cpp from source, ~5 minutes)") from e
+    return llama_cpp
+
+
+def _config(llm) -> GPTConfig:
+    meta, arch = llm.metadata, llm.metadata.get("general.architecture")
+    if arch != "gpt2":
+        raise ValueError(f"{llm.model_path}: architecture {arch!r}; the llamacpp backend runs GPT-2 GGUF files")
+    return GPTConfig(block_size=int(meta["gpt2.context_length"]), vocab_size=llm.n_vocab(),
+                     n_layer=int(meta["gpt2.block_count"]), n_head=int(meta["gpt2.attention.head_count"]),
+                     n_embd=int(meta["gpt2.embedding_length"]), dropout=0.0, bias=True)
+
+
+class LlamaCppModel:
+    """A GGUF model loaded once; `Engine(LlamaCppModel(path), tokenizer)` generates with it."""
+
+    batched = False
+
+    def __init__(self, path: str | os.PathLike, n_threads: int | None = None):
+        llama_cpp = import_llama_cpp()
+        from llama_cpp._utils import suppress_stdout_stderr
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such GGUF file (write one with `recnarr export --format gguf`)")
+        threads = n_threads or torch.get_num_threads()
+        try:
+            # n_ctx=0: the model's own context length (our block_size); a whole prompt is one decode
+            # call (n_batch, n_ubatch up to the block); logits are kept for the last token only
+            with suppress_stdout_stderr(disable=False):  # llama.cpp logs its context set-up regardless
+                self.llm = llama_cpp.Llama(model_path=str(path), n_ctx=0, n_batch=4096, n_ubatch=4096, n_threads=threads,
+                                           n_threads_batch=threads, logits_all=False, verbose=False)
+        except ValueError as e:  # llama-cpp-python's error for a file llama.cpp cannot load
+            raise ValueError(f"{path}: llama.cpp cannot load this file ({e})") from e
+        self.config = _config(self.llm)
+        ftype = int(self.llm.metadata.get("general.file_type", -1))
+        self.file_type = FILE_TYPES.get(ftype, f"file_type {ftype}")
+        self.path = path
+        self.lock = threading.Lock()
+
+    def open(self, idx: Tensor, positions: Tensor, key_mask: Tensor | None, cached: bool) -> LlamaCppRun:
+        if idx.size(0) != 1 or key_mask is not None:
+            raise ValueError("the llamacpp backend runs one prompt at a time (the engine splits batches)")
+        if not cached:
+            raise ValueError("the llamacpp backend always uses its KV cache")
+        return LlamaCppRun(self, idx)
+
+
+class LlamaCppRun:
+    def __init__(self, model: LlamaCppModel, idx: Tensor):
+        self.model, self.idx = model, idx
+
+    def logits(self, start: int, end: int) -> Tensor:
+        llm = self.model.llm
+        llm.eval(self.idx[0, start:end].tolist())
+        row = np.ctypeslib.as_array(llm._ctx.get_logits_ith(-1), shape=(self.model.config.vocab_size,))
+        return torch.from_numpy(row.copy())[None, :]  # (1, V): a copy, the buffer is reused next call
+
+    def __enter__(self) -> LlamaCppRun:
+        self.model.lock.acquire()
+        self.model.llm.reset()  # a fresh sequence: eval() drops the cache past n_tokens = 0
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.model.lock.release()
