@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+import types
+
 import pytest
 
 from recnarr.config import CONFIG_DIR, ConfigError, RunConfig, load_config, save_config
@@ -32,3 +35,23 @@ def test_overrides_and_errors():
         load_config("tiny", ["data.dataset"])
     with pytest.raises(ConfigError, match="unknown preset"):
         load_config("no-such-preset")
+
+
+def test_cli_takes_overrides_before_and_after_flags(tmp_path, monkeypatch):
+    import recnarr.cli as cli
+
+    seen = {}
+
+    def fake_stage(cfg, **flags):
+        seen.update(cfg=cfg, flags=flags)
+        return 0
+
+    monkeypatch.setitem(sys.modules, "fake_stage_mod", types.SimpleNamespace(run=fake_stage))
+    monkeypatch.setattr(cli, "COMMANDS", [cli.Command("x", "a test stage", "fake_stage_mod:run",
+                                                      [cli.opt("--flag", action="store_true")])])
+    argv = ["x", "--preset", "tiny", f"run_dir={tmp_path}", "--flag", "corpus.max_docs=3"]
+    assert cli.main(argv) == 0
+    assert seen["cfg"].run_dir == str(tmp_path) and seen["cfg"].corpus.max_docs == 3 and seen["flags"] == {"flag": True}
+    assert cli.main(["x", "--preset", "tiny", "--flag", "not-an-override"]) == 2  # "not of the form key=value"
+    with pytest.raises(SystemExit):
+        cli.main(["x", "--preset", "tiny", f"run_dir={tmp_path}", "--nope", "a=1"])

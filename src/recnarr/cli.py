@@ -153,7 +153,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    # overrides may come before and after flags (`pretrain run_dir=x --resume pretrain.max_steps=9`):
+    # argparse takes one run of positionals, so the later key=value items are gathered here
+    args, extra = parser.parse_known_args(argv)
+    unknown = [a for a in extra if a.startswith("-") or "=" not in a]
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    if extra:
+        args.overrides = [*(getattr(args, "overrides", None) or []), *extra]
     cmd: Command = args._command
     try:
         cfg = load_config(args.preset, args.overrides)

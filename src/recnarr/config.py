@@ -174,6 +174,9 @@ class QuantizeConfig:
     bench_threads: int | None = None  # torch threads while timing (None: torch's default; 1 on a busy shared CPU)
     eval_batches: int = 20  # corpus val.bin windows (or narrative val batches) for the loss / perplexity
     eval_examples: int = 16  # narrative val prompts generated for the grounding pass rate (0: skip)
+    # the pipeline's gguf stage: <run>/export/gguf/model-<gguf>.gguf of the merged model, for llama.cpp
+    # (f32 | f16 | q8_0 need only the gguf package; q4_0 | q4_k_m need the llamacpp extra)
+    gguf: str = "q8_0"
 
 
 @dataclass

@@ -1,6 +1,7 @@
 """`recnarr pipeline --preset P`: every stage end to end through artifact folders, and `recnarr demo`.
 
-data -> corpus -> pretrain -> index -> narratives -> finetune -> merge -> quantize -> evaluate -> report.
+data -> corpus -> pretrain -> index -> narratives -> finetune -> merge -> quantize -> gguf -> evaluate ->
+report.
 A stage is skipped when its output exists and its fingerprint (the config sections it reads plus the
 fingerprints of the stages it reads from) is the one recorded in `<run>/pipeline.json` when it last
 ran; change a setting and exactly the stages downstream of it run again.
@@ -45,6 +46,7 @@ STAGES: list[Stage] = [
     Stage("merge", "recnarr.training.finetune:merge", "serving/merged/config.json", (), ("finetune",)),
     Stage("quantize", "recnarr.evaluation.quantization:quantize_command", "serving/{mode}/config.json", ("quantize",),
           ("merge",)),
+    Stage("gguf", "recnarr.model.gguf_export:gguf_stage", "export/gguf/model-{gguf}.gguf", ("quantize",), ("merge",)),
     Stage("evaluate", "recnarr.evaluation.narratives:evaluate_narratives", "eval/narratives.json",
           ("eval", "generation"), ("quantize",)),
     Stage("report", "recnarr.evaluation.report:report", "report/index.html", (), ("evaluate",)),
@@ -52,7 +54,8 @@ STAGES: list[Stage] = [
 
 
 def _output(stage: Stage, cfg: RunConfig) -> Path:
-    return Path(cfg.run_dir) / stage.output.format(method=cfg.finetune.method, mode=cfg.quantize.mode)
+    return Path(cfg.run_dir) / stage.output.format(method=cfg.finetune.method, mode=cfg.quantize.mode,
+                                                  gguf=cfg.quantize.gguf)
 
 
 def _state_path(cfg: RunConfig) -> Path:

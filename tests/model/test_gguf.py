@@ -172,3 +172,16 @@ def test_serving_model_finds_the_run_gguf(llama_cpp, tiny, f32_file, tmp_path):
     bad.write_bytes(b"GGUF not really")
     with pytest.raises(ValueError, match="bad.gguf: llama.cpp cannot load"):
         load_serving_model(cfg, bad)
+
+
+def test_pipeline_gguf_stage_writes_the_configured_quant(tiny, tmp_path):
+    from recnarr.config import load_config
+    from recnarr.model.checkpoint import save_checkpoint
+    from recnarr.model.gguf_export import gguf_stage
+
+    save_checkpoint(tmp_path / "serving" / "merged", tiny)
+    cfg = load_config("tiny", [f"run_dir={tmp_path}", "quantize.gguf=f16"])
+    path = gguf_stage(cfg)
+    assert path == tmp_path / "export" / "gguf" / "model-f16.gguf"
+    types = {t.name: t.tensor_type for t in gguf.GGUFReader(str(path)).tensors}
+    assert types["blk.1.attn_output.weight"] == gguf.GGMLQuantizationType.F16

@@ -160,3 +160,11 @@ def read_gguf_config(path: str | os.PathLike) -> dict[str, Any]:
     if field is None:
         raise GGUFError(f"{path}: no {CONFIG_KEY} metadata (not written by `recnarr export --format gguf`)")
     return json.loads(field.contents())
+
+
+def gguf_stage(cfg: Any) -> Path:
+    """The pipeline's gguf stage: <run>/serving/merged -> <run>/export/gguf/model-<quantize.gguf>.gguf."""
+    src = cfg.stage_dir("serving") / "merged"
+    path = export_gguf(src, cfg.stage_dir("export") / "gguf", cfg.quantize.gguf)
+    print(f"gguf: {src} -> {path} ({path.stat().st_size / 2**20:.1f} MB)")
+    return path
