@@ -13,17 +13,30 @@ from . import eval_fixtures as fx
 def test_missing_baselines_show_as_not_run_with_their_command(tmp_path):
     cfg = fx.write_run(tmp_path, checkpoints=False)
     systems = {s.key: s for s in find_systems(cfg)}
-    assert list(systems) == ["writer", "finetuned", "pretrained", "scratch", "no-rag", "int8"]
+    assert list(systems) == ["writer", "finetuned", "pretrained", "scratch", "no-rag", "int8", "gguf-q8_0"]
     assert systems["writer"].status == "ok"
-    for key in ("finetuned", "pretrained", "scratch", "no-rag", "int8"):
+    for key in ("finetuned", "pretrained", "scratch", "no-rag", "int8", "gguf-q8_0"):
         assert systems[key].status == "not run" and "recnarr " in systems[key].note
     assert "--from-scratch" in systems["scratch"].note and "quantize --modes int8" in systems["int8"].note
+    assert "export --format gguf" in systems["gguf-q8_0"].note
 
 
 def test_evaluate_narratives_and_the_report_from_a_tiny_run(tmp_path, shared_cache):
+    import importlib.util
+
+    from recnarr.model.gguf_export import export_gguf
+
     cfg = fx.write_run(tmp_path)
+    finetuned = {s.key: s for s in find_systems(cfg)}["finetuned"]
+    export_gguf(finetuned.load(), tmp_path / "export" / "gguf", "q8_0")
     res = evaluate_narratives(cfg)
     s = res["systems"]
+    g = s["gguf-q8_0"]
+    if importlib.util.find_spec("llama_cpp"):  # the same generator and verifier over llama.cpp
+        assert g["status"] == "ok" and g["metrics"]["hallucination_rate"] == 0.0 and g["metrics"]["n"] == 3
+        assert g["metrics"]["perplexity"] is None and g["metrics"]["decode_tok_s"] > 0
+    else:
+        assert g["status"] == "not run" and "llamacpp" in g["note"]
     assert [s[k]["status"] for k in ("writer", "finetuned", "pretrained", "no-rag")] == ["ok"] * 4
     assert s["scratch"]["status"] == "not run" and s["int8"]["status"] == "not run"
     w, ft = s["writer"]["metrics"], s["finetuned"]["metrics"]

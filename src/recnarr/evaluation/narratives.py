@@ -17,6 +17,9 @@ that produces it; one that fails is shown as "failed" with the error.
 - no-RAG: the fine-tuned model with the retrieval facts taken out of its prompt (the `### attributes:`,
   `### reason:` and `### pairs with:` lines). The record, and so the verifier's facts, are unchanged.
 - one row per `quantize.modes` mode (but `none`, which is the fine-tuned row): `<run>/serving/<mode>/`.
+- one row per GGUF file in `<run>/export/gguf/` (the pipeline's gguf stage), run by llama.cpp through the
+  engine's `llamacpp` backend: same generator, slot filling and verifier (no perplexity: llama.cpp keeps
+  only the last position's logits).
 
 Metrics (per system):
 - perplexity on the references (target tokens + end-of-text only, tokenized exactly as in fine-tuning:
@@ -47,6 +50,7 @@ Output: `<run>/eval/narratives.json` (metrics, latencies, sample narratives with
 from __future__ import annotations
 
 import copy
+import importlib.util
 import json
 import math
 import re
@@ -132,7 +136,7 @@ class System:
     status: str = "ok"  # ok | not run | failed
     source: str = ""  # the checkpoint folder
     note: str = ""  # why not run, with the command that produces it
-    load: Callable[[], torch.nn.Module] | None = field(default=None, repr=False)
+    load: Callable[[], Any] | None = field(default=None, repr=False)  # a torch model, or a LlamaCppModel
     no_rag: bool = False
 
 
@@ -224,7 +228,26 @@ def find_systems(cfg: RunConfig) -> list[System]:
         else:
             systems.append(System(mode, f"fine-tuned, {mode}", "not run",
                                   note=f"recnarr merge run_dir={run} && recnarr quantize --modes {mode} run_dir={run}"))
+    gguf = sorted((cfg.stage_dir("export") / "gguf").glob("*.gguf"))
+    for path in gguf:
+        key, name = f"gguf-{path.stem.removeprefix('model-')}", f"fine-tuned, GGUF {path.stem.removeprefix('model-')} (llama.cpp)"
+        if importlib.util.find_spec("llama_cpp") is None:
+            systems.append(System(key, name, "not run", note="pip install -e '.[llamacpp]' (llama-cpp-python)"))
+        else:
+            systems.append(System(key, name, source=str(path), load=_gguf_loader(path)))
+    if not gguf:
+        systems.append(System("gguf-q8_0", "fine-tuned, GGUF q8_0 (llama.cpp)", "not run",
+                              note=f"recnarr export --format gguf --quant q8_0 run_dir={run}"))
     return systems
+
+
+def _gguf_loader(path: Path) -> Callable[[], Any]:
+    def load() -> Any:
+        from recnarr.inference.llamacpp import LlamaCppModel
+
+        return LlamaCppModel(path)
+
+    return load
 
 
 # ------------------------------------------------------------------------------------- generation
@@ -442,10 +465,14 @@ def evaluate_system(system: System, gen: NarrativeGenerator, examples: list[dict
         from recnarr.data.tokenizer import get_tokenizer
         from recnarr.inference.engine import Engine
 
-        model = system.load().eval()
+        model = system.load()
         tok = get_tokenizer()
-        ppl_examples = [{**ex, "prompt": strip_retrieval(ex["prompt"])} if system.no_rag else ex for ex in examples]
-        row["metrics"].update(perplexity(model, ppl_examples, tok))
+        if isinstance(model, torch.nn.Module):
+            model.eval()
+            ppl_examples = [{**ex, "prompt": strip_retrieval(ex["prompt"])} if system.no_rag else ex for ex in examples]
+            row["metrics"].update(perplexity(model, ppl_examples, tok))
+        else:  # llama.cpp keeps the last position's logits only: no teacher-forced perplexity here
+            row["metrics"].update({"loss": None, "perplexity": None})
         engine = Engine(model, tok)
         gen.engine = NoRagEngine(engine) if system.no_rag else engine
         got, row["skipped"] = run_model(gen, records, cfg.eval.seed)
