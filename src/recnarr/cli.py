@@ -96,7 +96,9 @@ COMMANDS: list[Command] = [
              opt("--port", type=int, default=None, help="port (default: serve.port)"),
              opt("--checkpoint", default=None, help="model folder (default: the run's serving model)"),
              opt("--mode", default=None, choices=["none", "bf16", "int8", "int4", "nf4"],
-                 help="quantization (default: quantize.mode)")]),
+                 help="quantization (default: quantize.mode)"),
+             opt("--backend", default=None, choices=["torch", "llamacpp"],
+                 help="llamacpp: serve a GGUF file (--checkpoint FILE.gguf, else <run>/export/gguf, else shipped)")]),
     Command("ondevice", "privacy mode: write a customer's narrative locally with the GGUF model; the server is "
             "sent product ids only (start `recnarr serve` first)",
             "recnarr.inference.ondevice:ondevice",

@@ -343,7 +343,10 @@ class TorchBackend:
 
 
 class Engine:
-    """Generation for a `GPT`. The model is put in eval mode; generation runs under `inference_mode`.
+    """Generation for a `GPT` (the torch backend) or another `Backend` that produces logits, such as
+    `inference.llamacpp.LlamaCppModel` (a GGUF file run by llama.cpp). Sampling, stops and streaming
+    are this class's, whatever the backend. A GPT is put in eval mode; generation runs under
+    `inference_mode`.
 
     tokenizer: needed for string prompts, stop sequences and text output (`Tokenizer` protocol); with
     token-id prompts and no tokenizer, `text` is empty.

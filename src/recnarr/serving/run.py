@@ -28,11 +28,15 @@ def log_config(level: str = "info") -> dict[str, Any]:
 
 
 def serve(cfg: Any, host: str | None = None, port: int | None = None, checkpoint: str | None = None,
-          mode: str | None = None) -> int:
+          mode: str | None = None, backend: str | None = None) -> int:
     """Run the API with uvicorn. The run config comes from the CLI (`--preset`, key=value); service
     settings (API key, CORS, timeouts...) from RECNARR_* variables; `--checkpoint` / `--mode` override
-    RECNARR_CHECKPOINT / RECNARR_QUANTIZE; `serve.max_queue` applies unless RECNARR_MAX_QUEUE is set."""
+    RECNARR_CHECKPOINT / RECNARR_QUANTIZE; `serve.max_queue` applies unless RECNARR_MAX_QUEUE is set.
+    `--backend llamacpp` serves a GGUF file (generation.backend)."""
     import uvicorn
+
+    if backend:
+        cfg.generation.backend = backend
 
     from recnarr.serving.app import create_app
     from recnarr.serving.settings import Settings
