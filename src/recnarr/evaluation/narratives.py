@@ -199,6 +199,7 @@ def find_systems(cfg: RunConfig) -> list[System]:
     ft = found.get("finetuned")
     ft_cmd = f"recnarr finetune finetune.method={method} run_dir={run} && recnarr merge run_dir={run}"
     if ft:
+        method = _meta(ft).get("method", method)  # what the checkpoint says it was trained with
         systems.append(System("finetuned", f"fine-tuned ({method})", source=str(ft), load=_loader(ft)))
     else:
         systems.append(System("finetuned", f"fine-tuned ({method})", "not run", note=ft_cmd))
