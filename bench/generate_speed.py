@@ -21,11 +21,9 @@ The last line of output is one JSON object.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import gc
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -36,6 +34,7 @@ from pathlib import Path
 
 import torch
 
+from memory import peak_rss_mb, reset_peak_rss
 from recnarr.model.checkpoint import export_hf, save_checkpoint
 from recnarr.model.gpt import GPT, GPTConfig
 
@@ -43,15 +42,6 @@ SHAPES = {
     "51m": GPTConfig(block_size=512, vocab_size=50257, n_layer=8, n_head=8, n_embd=512),
     "small": GPTConfig(block_size=512, vocab_size=50257, n_layer=2, n_head=4, n_embd=128),
 }
-
-
-def peak_rss_mb() -> float:
-    """This process's peak resident memory. VmHWM, not getrusage's ru_maxrss: that one survives exec and
-    would report the parent's peak for a freshly started worker."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # not Linux: the best there is
 
 
 def prompt_ids(n: int, vocab: int, seed: int = 0) -> list[int]:
@@ -108,8 +98,7 @@ def run_recnarr_quantized(mode: str) -> Callable[[argparse.Namespace], dict]:
         with tempfile.TemporaryDirectory() as tmp:
             save_quantized(quantize(load_model(args.weights), mode), Path(tmp) / mode)
             gc.collect()
-            with contextlib.suppress(OSError):  # reset VmHWM (Linux): peak RSS = the quantized model's, not fp32's
-                Path("/proc/self/clear_refs").write_text("5")
+            reset_peak_rss()  # peak RSS = the quantized model's, not fp32's
             engine = Engine(load_quantized(Path(tmp) / mode))
         params = SamplingParams(max_new_tokens=args.new, temperature=0, stop_token_ids=())
         prompt = prompt_ids(args.prompt, engine.config.vocab_size)
@@ -128,8 +117,7 @@ def run_llamacpp(quant: str) -> Callable[[argparse.Namespace], dict]:
         with tempfile.TemporaryDirectory() as tmp:
             path = export_gguf(args.weights, Path(tmp) / f"model-{quant}.gguf", quant)
             gc.collect()
-            with contextlib.suppress(OSError):
-                Path("/proc/self/clear_refs").write_text("5")
+            reset_peak_rss()  # peak RSS = llama.cpp's, not the export's
             engine = Engine(LlamaCppModel(path, n_threads=args.threads or torch.get_num_threads()), get_tokenizer())
             params = SamplingParams(max_new_tokens=args.new, temperature=0, stop_token_ids=())
             prompt = prompt_ids(args.prompt, engine.config.vocab_size)

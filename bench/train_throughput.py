@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -26,6 +25,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from memory import peak_rss_mb
 from recnarr.config import TrainConfig
 from recnarr.model.checkpoint import export_hf, load_model, save_checkpoint
 from recnarr.model.gpt import GPT, GPTConfig
@@ -34,15 +34,6 @@ SHAPES = {
     "51m": GPTConfig(block_size=512, vocab_size=50257, n_layer=8, n_head=8, n_embd=512),
     "small": GPTConfig(block_size=128, vocab_size=50257, n_layer=2, n_head=4, n_embd=128),
 }
-
-
-def peak_rss_mb() -> float:
-    """This process's peak resident memory. VmHWM, not getrusage's ru_maxrss: that one survives exec and
-    would report the parent's peak for a freshly started worker."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # not Linux: the best there is
 
 
 def fixed_batches(n: int, batch: int, seq: int, vocab: int, seed: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:

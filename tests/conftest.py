@@ -8,9 +8,20 @@ import socket
 from pathlib import Path
 
 import pytest
+import torch
 
 from recnarr.config import cache_dir
 from recnarr.data import sources
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Every test, one torch thread: tiny models gain nothing from threads, and busy-waiting OpenMP
+    threads crawl on a shared 2-core CPU (benchmarks in bench/ set their own)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="session")

@@ -7,18 +7,8 @@ import os
 from collections.abc import Iterator
 
 import pytest
-import torch
 from fastapi.testclient import TestClient
 from serving_helpers import Server, make_client
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models gain nothing from threads, and busy-waiting OpenMP threads crawl on a shared CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(autouse=True)

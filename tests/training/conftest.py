@@ -4,7 +4,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 
 def write_tokens(path: Path, n: int, vocab: int, seed: int) -> Path:
@@ -28,11 +27,3 @@ def corpus(tmp_path: Path) -> Path:
     (folder / "manifest.json").write_text('{"tokens": 22000}')
     return folder
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models gain nothing from threads, and busy-waiting OpenMP threads crawl on a shared CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)

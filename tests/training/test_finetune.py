@@ -31,15 +31,6 @@ TRAIN = TrainConfig(max_steps=4, batch_size=2, grad_accum=1, lr=3e-3, min_lr=3e-
                     tracking=False)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models gain nothing from threads, and busy-waiting OpenMP threads crawl on a shared CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture
 def cfg(tmp_path, shared_cache) -> RunConfig:
     write_run(tmp_path)
