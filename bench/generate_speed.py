@@ -8,8 +8,9 @@ warm-up, and the tokens it generated, so the table can say whether the greedy ou
 Backends are rows of `BACKENDS`: add one by writing a function that takes the parsed arguments and
 returns {"seconds": ..., "tokens": [...]}, and listing it. The llama.cpp rows run the same weights
 exported with `recnarr export --format gguf` (f32; q8_0 and q4_0 quantized by the gguf package and
-llama.cpp's own quantizer) through recnarr's engine with the `llamacpp` backend, as serving does;
-they are left out, with a note, where llama-cpp-python is not installed.
+llama.cpp's own quantizer) through recnarr's engine with the `llamacpp` backend, as serving does,
+with llama.cpp's weight repacking as recnarr picks it for this CPU (on, but off with AMX, whose
+repacking segfaults) and forced off (`_norepack`, what CPUs with AMX run); they are left out, with a note, where llama-cpp-python is not installed.
 
     .venv/bin/python bench/generate_speed.py            # 51M shape: 8 x 512, 8 heads, vocab 50257
     .venv/bin/python bench/generate_speed.py --small    # a quick run with a small model
@@ -107,7 +108,9 @@ def run_recnarr_quantized(mode: str) -> Callable[[argparse.Namespace], dict]:
     return run
 
 
-def run_llamacpp(quant: str) -> Callable[[argparse.Namespace], dict]:
+def run_llamacpp(quant: str, extra_bufts: bool | None = None) -> Callable[[argparse.Namespace], dict]:
+    """extra_bufts: llama.cpp's weight repacking (None: what recnarr picks for this CPU, off with AMX)."""
+
     def run(args: argparse.Namespace) -> dict:
         from recnarr.data.tokenizer import get_tokenizer
         from recnarr.inference.engine import Engine, SamplingParams
@@ -118,7 +121,8 @@ def run_llamacpp(quant: str) -> Callable[[argparse.Namespace], dict]:
             path = export_gguf(args.weights, Path(tmp) / f"model-{quant}.gguf", quant)
             gc.collect()
             reset_peak_rss()  # peak RSS = llama.cpp's, not the export's
-            engine = Engine(LlamaCppModel(path, n_threads=args.threads or torch.get_num_threads()), get_tokenizer())
+            engine = Engine(LlamaCppModel(path, n_threads=args.threads or torch.get_num_threads(),
+                                          extra_bufts=extra_bufts), get_tokenizer())
             params = SamplingParams(max_new_tokens=args.new, temperature=0, stop_token_ids=())
             prompt = prompt_ids(args.prompt, engine.config.vocab_size)
             return timed(lambda: engine.generate(prompt, params).tokens, args.repeats)
@@ -147,6 +151,9 @@ BACKENDS = [
     Backend("llama.cpp", "f32", run_llamacpp("f32")),
     Backend("llama.cpp", "q8_0", run_llamacpp("q8_0")),
     Backend("llama.cpp", "q4_0", run_llamacpp("q4_0")),
+    # weight repacking off: what recnarr runs on CPUs with AMX, where llama.cpp's AMX buffer segfaults
+    Backend("llama.cpp", "q8_0_norepack", run_llamacpp("q8_0", extra_bufts=False)),
+    Backend("llama.cpp", "q4_0_norepack", run_llamacpp("q4_0", extra_bufts=False)),
 ]
 BASELINE = "transformers"
 

@@ -27,6 +27,8 @@ import time
 import faiss
 import numpy as np
 
+from recnarr.config import flatten
+
 
 def real_embeddings() -> np.ndarray:
     """The Superstore catalog's product embeddings (embedding only what the bench cache lacks)."""
@@ -169,7 +171,7 @@ def main() -> None:
         "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(), "k": args.k,
         "noise": args.noise, "ef_construction": args.ef_construction, "hnsw_m": args.hnsw_m,
         "loadavg_start": load_start, "loadavg_end": [round(v, 2) for v in os.getloadavg()],
-        "results": [{key: (round(v, 4) if isinstance(v, float) else v) for key, v in _flatten(r).items()}
+        "results": [{key: (round(v, 4) if isinstance(v, float) else v) for key, v in flatten(r).items()}
                     for r in results],
     }
     if at_100k:
@@ -178,17 +180,6 @@ def main() -> None:
                                   "recall@10": round(op["recall@10"], 4),
                                   "met": op["p50_ms"] < 2.0 and op["recall@10"] >= args.target_recall}
     print(json.dumps(summary))
-
-
-def _flatten(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(_flatten(v, key + "."))
-        else:
-            out[key] = v
-    return out
 
 
 if __name__ == "__main__":

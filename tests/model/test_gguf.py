@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -185,3 +186,39 @@ def test_pipeline_gguf_stage_writes_the_configured_quant(tiny, tmp_path):
     assert path == tmp_path / "export" / "gguf" / "model-f16.gguf"
     types = {t.name: t.tensor_type for t in gguf.GGUFReader(str(path)).tensors}
     assert types["blk.1.attn_output.weight"] == gguf.GGMLQuantizationType.F16
+
+
+SHIPPED_GGUF = Path(__file__).resolve().parents[2] / "models" / "recnarr-cpu-small" / "model-q8_0.gguf"
+
+
+def test_llamacpp_runs_without_weight_repacking_and_decodes_the_shipped_file(llama_cpp, monkeypatch):
+    """llama.cpp's extra buffer types (weight repacking) segfault on decode on CPUs with AMX
+    (ggml-org/llama.cpp issue 20824): they are off there (on elsewhere, the faster path), and the
+    shipped q8_0 file decodes a prompt and 50 greedy tokens either way."""
+    from recnarr.data.tokenizer import get_tokenizer
+    from recnarr.inference import llamacpp as lc
+    from recnarr.inference.engine import Engine, SamplingParams
+
+    monkeypatch.delenv("RECNARR_LLAMACPP_EXTRA_BUFTS", raising=False)
+    monkeypatch.setattr(lc, "cpu_has_amx", lambda *_: True)
+    assert lc.use_extra_bufts() is False
+    monkeypatch.setattr(lc, "cpu_has_amx", lambda *_: False)
+    assert lc.use_extra_bufts() is True
+    monkeypatch.setenv("RECNARR_LLAMACPP_EXTRA_BUFTS", "0")
+    assert lc.use_extra_bufts() is False
+    monkeypatch.setenv("RECNARR_LLAMACPP_EXTRA_BUFTS", "yes")
+    with pytest.raises(ValueError, match="must be 0 or 1"):
+        lc.use_extra_bufts()
+    monkeypatch.undo()
+    amx = "amx_tile" in Path("/proc/cpuinfo").read_text().split() if Path("/proc/cpuinfo").exists() else False
+    assert not amx or lc.use_extra_bufts() is False, "on this AMX CPU the repacking must be off"
+    if not SHIPPED_GGUF.is_file():
+        pytest.skip(f"{SHIPPED_GGUF} is not in this checkout")
+    for extra in (False, lc.use_extra_bufts()):
+        model = lc.LlamaCppModel(SHIPPED_GGUF, n_threads=1, extra_bufts=extra)
+        assert model.llm.model_params.use_extra_bufts is extra
+        # the construction-time patch is undone: llama.cpp's own defaults are left as they were
+        assert llama_cpp.llama_cpp.llama_model_default_params().use_extra_bufts is True
+        out = Engine(model, get_tokenizer()).generate("### customer: Sally Hughsby\n", SamplingParams(
+            max_new_tokens=50, min_new_tokens=50, temperature=0, stop_token_ids=()))
+        assert len(out.tokens) == 50 and out.text.strip()

@@ -5,6 +5,7 @@ real CLI command."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import tomllib
@@ -114,3 +115,25 @@ def test_command_is_the_cli_serve(steps):
     from recnarr.data.sources import SOURCES
 
     assert set(only) <= set(SOURCES)
+
+
+def test_the_image_cannot_start_open_to_the_network(steps, monkeypatch, capsys):
+    """The image's command binds 0.0.0.0: with no RECNARR_API_KEY it is refused before anything loads,
+    naming the fix; RECNARR_ALLOW_ANONYMOUS=1 is the explicit way to open it."""
+    from recnarr.cli import main
+    from recnarr.serving.settings import InsecureBind, Settings
+
+    cmd = json.loads([a for ins, a in steps if ins == "CMD"][-1])[-1]
+    argv = shlex.split(cmd.replace('"$RECNARR_PRESET"', "tiny").replace('"$RECNARR_RUN_DIR"', "/nonexistent/run"))
+    for key in [k for k in os.environ if k.startswith("RECNARR_") and k != "RECNARR_CACHE"]:
+        monkeypatch.delenv(key)
+    assert main(argv[2:]) == 1
+    err = capsys.readouterr().err
+    assert "refusing to listen on 0.0.0.0 without an API key" in err and "RECNARR_API_KEY" in err
+    assert "RECNARR_ALLOW_ANONYMOUS=1" in err
+    with pytest.raises(InsecureBind):
+        Settings().check_bind("::")
+    Settings().check_bind("127.0.0.1")  # loopback stays open
+    Settings().check_bind("localhost")
+    Settings(api_key="k").check_bind("0.0.0.0")
+    Settings(allow_anonymous=True).check_bind("0.0.0.0")  # opened on purpose (it warns)

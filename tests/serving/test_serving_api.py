@@ -141,11 +141,12 @@ def test_out_of_bounds_is_422_naming_the_field(client, patch, loc):
     assert loc in locs, locs
 
 
-def test_min_price_above_max_price_is_422_naming_both(client):
+def test_min_price_above_max_price_is_an_empty_range_as_the_schema_says(client):
     r = client.post("/v1/recommendations", json={"filters": {"min_price": 50, "max_price": 10}})
-    assert r.status_code == 422
-    d = r.json()["detail"][0]
-    assert d["loc"][1:] == ["filters"] and "min_price" in d["msg"] and "max_price" in d["msg"]
+    assert r.status_code == 200, r.text
+    assert r.json()["products"] == [] and r.json()["narrative"] is None
+    schema = client.get("/openapi.json").json()["components"]["schemas"]["FiltersIn"]["properties"]
+    assert "empty range" in schema["min_price"]["description"]
 
 
 def test_nan_and_malformed_json_are_422(client):
@@ -157,11 +158,43 @@ def test_nan_and_malformed_json_are_422(client):
                        ).status_code == 422
 
 
-def test_oversized_body_is_413(tiny_gen):
+def test_oversized_body_is_413_json(tiny_gen):
     with make_client(tiny_gen, max_body_bytes=2048) as c:
-        r = c.post("/v1/recommendations", content=b'{"text": "' + b"a" * 5000 + b'"}',
+        big = b'{"text": "' + b"a" * 5000 + b'"}'
+        r = c.post("/v1/recommendations", content=big, headers={"content-type": "application/json"})
+        assert r.status_code == 413 and r.headers["content-type"] == "application/json"
+        assert "2048 bytes" in r.json()["detail"]
+        # a chunked body (no Content-Length) is counted as it arrives
+        r = c.post("/v1/recommendations", content=iter([big[:1500], big[1500:]]),
                    headers={"content-type": "application/json"})
-        assert r.status_code == 413
+        assert r.status_code == 413 and "2048 bytes" in r.json()["detail"]
+        documented = c.get("/openapi.json").json()["paths"]["/v1/recommendations"]["post"]["responses"]
+        assert "application/json" in documented["413"]["content"]
+
+
+def test_json_with_a_wrong_content_type_is_415_saying_so(client):
+    r = client.post("/v1/recommendations", content=b'{"n": 1}', headers={"content-type": "text/plain"})
+    assert r.status_code == 415
+    assert "Content-Type: application/json" in r.json()["detail"] and "text/plain" in r.json()["detail"]
+    r = client.post("/v1/recommendations/stream", content=b'{"n": 1}')
+    assert r.status_code == 415 and "no Content-Type" in r.json()["detail"]
+
+
+@pytest.mark.parametrize("text", ["lamp\x00", "\x1b[31mred", "bell\x07"])
+def test_control_characters_in_text_are_422(client, text):
+    r = client.post("/v1/recommendations", json={"text": text, "narrate": False})
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "text"]
+    assert client.get("/v1/products", params={"q": text}).status_code == 422
+    assert client.post("/v1/recommendations", json={"text": "desk\tlamp\nwhite", "narrate": False}).status_code == 200
+
+
+def test_stream_errors_are_documented_as_json(client):
+    op = client.get("/openapi.json").json()["paths"]["/v1/recommendations/stream"]["post"]["responses"]
+    assert list(op["200"]["content"]) == ["text/event-stream"]
+    for code in ("404", "422", "503", "504"):
+        assert list(op[code]["content"]) == ["application/json"], code
+    r = client.post("/v1/recommendations/stream", json={"user_id": "ZZ-99999"})
+    assert r.status_code == 404 and r.headers["content-type"] == "application/json"
 
 
 # ------------------------------------------------------------------ 404s
@@ -255,8 +288,19 @@ def test_api_key(tiny_gen):
         assert c.post("/v1/recommendations", json={"n": 1, "narrate": False}, headers=ok).status_code == 200
         for open_path in ("/healthz", "/readyz", "/metrics"):
             assert c.get(open_path).status_code == 200
-        schemes = c.get("/openapi.json").json()["components"]["securitySchemes"]
+        assert c.get("/v1/users").status_code == 401  # customers' names and histories: never without it
+        assert c.get("/v1/users/BB-10002/history").status_code == 401
+        assert c.get("/v1/users", headers=ok).status_code == 200
+        spec = c.get("/openapi.json").json()
+        schemes = spec["components"]["securitySchemes"]
         assert any(s.get("name") == "X-API-Key" for s in schemes.values())
+        for path, ops in spec["paths"].items():
+            assert bool(ops["get" if "get" in ops else "post"].get("security")) == path.startswith("/v1"), path
+    # no key configured: the schema declares none (what it promises is what the server does)
+    with make_client(tiny_gen) as c:
+        spec = c.get("/openapi.json").json()
+        assert "securitySchemes" not in spec.get("components", {})
+        assert not any(op.get("security") for ops in spec["paths"].values() for op in ops.values())
 
 
 def test_cors_only_configured_origins(tiny_gen, client):
@@ -378,7 +422,42 @@ def slow_factory(settings):
 
 
 def broken_factory(settings):
-    raise FileNotFoundError("runs/nowhere/index holds no product index; run `recnarr index`")
+    raise FileNotFoundError("/srv/recnarr/runs/nowhere/index holds no product index; run `recnarr index`")
+
+
+ENCODED: list[list[str]] = []
+
+
+def warming_factory(settings):
+    """The tiny generator, with a model path like a real run's and a text encoder that records its calls."""
+    import tiny_generator
+
+    gen = tiny_generator.build()
+    encode = gen.recommender._text_encoder
+    gen.recommender._text_encoder = lambda texts: (ENCODED.append(list(texts)), encode(texts))[1]
+    gen.versions = {**gen.versions, "model": {"path": "/srv/recnarr/runs/prod/serving/int8", "quantization": "int8"}}
+    return gen
+
+
+def test_ready_means_warmed_up_and_reveals_no_paths(shared_cache):
+    from fastapi.testclient import TestClient
+
+    from recnarr.serving.app import create_app
+    from recnarr.serving.settings import Settings
+
+    ENCODED.clear()
+    app = create_app(settings=Settings(generator_factory=f"{__name__}:warming_factory"))
+    with TestClient(app) as c:
+        deadline = time.monotonic() + 60
+        while c.get("/readyz").status_code != 200:
+            assert time.monotonic() < deadline, "never became ready"
+            time.sleep(0.05)
+        # the text encoder ran and the catalog view exists before ready: the first request loads nothing
+        assert ENCODED and app.state.service._catalog is not None
+        body = c.get("/readyz").text
+        assert "/srv" not in body and '"path":"int8"' in body.replace(" ", "")
+        r = c.post("/v1/recommendations", json={"n": 1, "narrate": False})
+        assert r.status_code == 200 and "/srv" not in r.text
 
 
 def test_loading_then_ready(shared_cache):
@@ -417,7 +496,8 @@ def test_failed_load_is_reported(shared_cache):
             time.sleep(0.02)
         assert c.get("/healthz").json() == {"status": "failed", "state": "failed"}
         r = c.get("/readyz").json()
-        assert r["state"] == "failed" and "recnarr index" in r["error"]
+        assert r["state"] == "failed" and "recnarr index" in r["error"] and "/srv" not in r["error"]
+        assert "/srv" not in c.post("/v1/recommendations", json={"n": 1}).text
         assert c.post("/v1/recommendations", json={"n": 1}).status_code == 503
 
 

@@ -116,6 +116,13 @@ class NarrativeGenerator:
         self.users = dataset.users.set_index(dataset.users["id"].astype(str))
         self._lock = threading.Lock()  # the engine's KV cache is shared: one generation at a time
 
+    def warm_up(self) -> None:
+        """Load now what the first request would otherwise wait for: the text embedding model (seconds,
+        on the first free-text query) and the engine's first forward pass."""
+        self.recommender.warm_up()
+        with self._lock:
+            self.engine.generate(self.engine.tokenizer.encode("Recommended:"), max_new_tokens=1, temperature=0.0)
+
     # ------------------------------------------------------------------ records
     def history_items(self, history: Sequence[tuple[str, Any]]) -> list[HistoryItem]:
         seen: dict[str, tuple[str, Any]] = {}

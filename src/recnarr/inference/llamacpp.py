@@ -7,11 +7,16 @@ backends take the same controls and a greedy run is the same computation in anot
 One llama.cpp context holds one KV cache, so runs take turns (a lock held for the whole
 generation, streaming included) and a batch of prompts is generated one prompt at a time.
 Needs the optional extra: `pip install 'recnarr[llamacpp]'` (llama-cpp-python, built from source).
+
+On CPUs with Intel AMX, llama.cpp's weight repacking into its AMX buffer segfaults on decode
+(ggml-org/llama.cpp issue 20824); the extra buffer types are off there (`use_extra_bufts`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 import threading
 from pathlib import Path
 
@@ -26,6 +31,60 @@ FILE_TYPES = {0: "f32", 1: "f16", 2: "q4_0", 7: "q8_0", 15: "q4_k_m"}  # general
 
 class LlamaCppUnavailable(ImportError):
     pass
+
+
+def cpu_has_amx(llama_cpp=None) -> bool:
+    """Intel AMX on this CPU (the kernel's flags) or in this llama.cpp build (its system info)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        flags = ""
+    if "amx_tile" in flags.split():
+        return True
+    info = llama_cpp.llama_print_system_info().decode(errors="replace") if llama_cpp is not None else ""
+    return "AMX" in info
+
+
+def use_extra_bufts(llama_cpp=None) -> bool:
+    """Whether llama.cpp may repack weights into its extra buffer types.
+
+    On CPUs with AMX the extra buffers include the AMX one, whose matmul segfaults on decode
+    (ggml-org/llama.cpp issue 20824: `ggml_backend_amx_mul_mat`): there they are off. Elsewhere they
+    stay on, since the CPU repack is llama.cpp's faster path (51M, 200+120 tokens, 2 cores: q8_0 0.470 s
+    vs 0.509 s, q4_0 0.465 s vs 0.510 s; bench/generate_speed.py, the `_norepack` rows).
+    RECNARR_LLAMACPP_EXTRA_BUFTS=0|1 overrides the choice."""
+    forced = os.environ.get("RECNARR_LLAMACPP_EXTRA_BUFTS")
+    if forced is None:
+        return not cpu_has_amx(llama_cpp)
+    if forced not in ("0", "1"):
+        raise ValueError(f"RECNARR_LLAMACPP_EXTRA_BUFTS must be 0 or 1, got {forced!r}")
+    if forced == "1" and cpu_has_amx(llama_cpp):
+        print("warning: RECNARR_LLAMACPP_EXTRA_BUFTS=1 on a CPU with AMX: llama.cpp's AMX buffer may segfault "
+              "(ggml-org/llama.cpp issue 20824)", file=sys.stderr)
+    return forced == "1"
+
+
+_params_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _model_params(llama_cpp, extra_bufts: bool):
+    """`Llama()` takes no `use_extra_bufts` argument (llama-cpp-python 0.3.36) but builds its model
+    parameters from `llama_model_default_params()`: set the field there for the one construction."""
+    lib = llama_cpp.llama_cpp
+    default = lib.llama_model_default_params
+
+    def params():
+        p = default()
+        p.use_extra_bufts = extra_bufts
+        return p
+
+    with _params_lock:
+        lib.llama_model_default_params = params
+        try:
+            yield
+        finally:
+            lib.llama_model_default_params = default
 
 
 def import_llama_cpp():
@@ -51,17 +110,19 @@ class LlamaCppModel:
 
     batched = False
 
-    def __init__(self, path: str | os.PathLike, n_threads: int | None = None):
+    def __init__(self, path: str | os.PathLike, n_threads: int | None = None, extra_bufts: bool | None = None):
         llama_cpp = import_llama_cpp()
         from llama_cpp._utils import suppress_stdout_stderr
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such GGUF file (write one with `recnarr export --format gguf`)")
         threads = n_threads or torch.get_num_threads()
+        self.extra_bufts = use_extra_bufts(llama_cpp) if extra_bufts is None else extra_bufts
         try:
             # n_ctx=0: the model's own context length (our block_size); a whole prompt is one decode
             # call (n_batch, n_ubatch up to the block); logits are kept for the last token only
-            with suppress_stdout_stderr(disable=False):  # llama.cpp logs its context set-up regardless
+            # (suppress: llama.cpp logs its context set-up regardless)
+            with suppress_stdout_stderr(disable=False), _model_params(llama_cpp, self.extra_bufts):
                 self.llm = llama_cpp.Llama(model_path=str(path), n_ctx=0, n_batch=4096, n_ubatch=4096, n_threads=threads,
                                            n_threads_batch=threads, logits_all=False, verbose=False)
         except ValueError as e:  # llama-cpp-python's error for a file llama.cpp cannot load

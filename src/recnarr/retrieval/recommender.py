@@ -58,15 +58,13 @@ class Filters:
 
     in_stock: bool = True  # only products in stock
     min_price: float | None = None  # on the price the shopper pays (after discount)
-    max_price: float | None = None
+    max_price: float | None = None  # below min_price: an empty range, nothing matches (as the API documents)
     categories: Sequence[str] | None = None  # any level of the category path matches (case-insensitive)
     exclude_purchased: bool = True  # never recommend an item of the history
     max_per_brand: int | None = None  # at most this many results per brand (no-brand products: unlimited)
     exclude_ids: Sequence[str] = ()  # never recommend these
 
     def __post_init__(self) -> None:
-        if self.min_price is not None and self.max_price is not None and self.min_price > self.max_price:
-            raise ValueError(f"min_price {self.min_price} > max_price {self.max_price}")
         if self.max_per_brand is not None and self.max_per_brand < 1:
             raise ValueError(f"max_per_brand must be >= 1, got {self.max_per_brand}")
 
@@ -213,6 +211,10 @@ class Recommender:
         """Load the index in `folder` (checked against the dataset's catalog checksum) with its interactions."""
         index = ProductIndex.load(folder, catalog_checksum=dataset.checksum(), embed_model=embed_model)
         return cls(index, dataset.interactions, cfg)
+
+    def warm_up(self) -> None:
+        """Load the text encoder (the embedding model loads on its first call: seconds)."""
+        self._text_encoder(["warm up"])
 
     # ------------------------------------------------------------------------------------------ query
 

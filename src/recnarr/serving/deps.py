@@ -34,16 +34,19 @@ class ServiceState:
             raise NotReady("starting")
         return self.worker
 
+    def build_catalog(self, generator: Any) -> Catalog:
+        """Built once: at load time (before /readyz turns ready), or on first use for a given generator."""
+        with self._lock:
+            if self._catalog is None:
+                self._catalog = Catalog(generator)
+            return self._catalog
+
     @property
     def catalog(self) -> Catalog:
-        """Built once, on first use after the generator is loaded."""
         worker = self.require_worker()
         if worker.generator is None:
             raise NotReady(worker.state, worker.error)
-        with self._lock:
-            if self._catalog is None:
-                self._catalog = Catalog(worker.generator)
-            return self._catalog
+        return self.build_catalog(worker.generator)
 
 
 def get_state(request: Request) -> ServiceState:

@@ -50,8 +50,10 @@ def serve(cfg: Any, host: str | None = None, port: int | None = None, checkpoint
     if "max_queue" not in settings.model_fields_set:
         updates["max_queue"] = cfg.serve.max_queue
     settings = settings.model_copy(update=updates)
+    host = host or cfg.serve.host
+    settings.check_bind(host)  # before anything loads: an open bind is refused, not discovered later
     app = create_app(settings=settings, cfg=cfg)
-    uvicorn.run(app, host=host or cfg.serve.host, port=int(port or cfg.serve.port), access_log=False,
+    uvicorn.run(app, host=host, port=int(port or cfg.serve.port), access_log=False,
                 log_config=log_config(settings.log_level), log_level=settings.log_level,
                 timeout_graceful_shutdown=10)
     return 0

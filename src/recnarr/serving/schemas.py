@@ -7,9 +7,10 @@ profile); `user_id` is for the customers already in the dataset.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from recnarr.inference.generator import STYLES
 
@@ -18,9 +19,13 @@ MAX_TEXT = 500
 MAX_HISTORY = 50
 
 Style = Literal[STYLES]  # type: ignore[valid-type]  # "warm" | "concise" | "premium"
+# no control characters in ids; free text may hold tabs and newlines but no NUL, ESC or other controls
+# (they end up in logs, terminals and the prompt)
+NO_CONTROLS = r"^[^\x00-\x1f\x7f]*$"
+TEXT_PATTERN = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
 ProductId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID, pattern=r"^[^\x00-\x1f\x7f]+$")]
 UserId = ProductId
-Category = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+Category = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=NO_CONTROLS)]
 
 
 class _Strict(BaseModel):
@@ -42,18 +47,13 @@ class FiltersIn(_Strict):
     """Hard constraints on the recommended products."""
 
     in_stock: bool = True
-    min_price: float | None = Field(None, ge=0, le=1e9, description="on the price paid (after discount)")
+    min_price: float | None = Field(None, ge=0, le=1e9, description="on the price paid (after discount); above "
+                                    "max_price it is an empty range: no product matches")
     max_price: float | None = Field(None, ge=0, le=1e9)
     categories: list[Category] | None = Field(None, max_length=20, description="any level of the path matches")
     exclude_purchased: bool = True
     max_per_brand: int | None = Field(None, ge=1, le=10)
     exclude_ids: list[ProductId] = Field(default_factory=list, max_length=MAX_HISTORY)
-
-    @model_validator(mode="after")
-    def _range(self) -> FiltersIn:
-        if self.min_price is not None and self.max_price is not None and self.min_price > self.max_price:
-            raise ValueError(f"min_price ({self.min_price}) must not exceed max_price ({self.max_price})")
-        return self
 
 
 class RecommendationRequest(_Strict):
@@ -63,7 +63,8 @@ class RecommendationRequest(_Strict):
     user_id: UserId | None = Field(None, description="a customer of the dataset")
     history: list[ProductId] = Field(default_factory=list, max_length=MAX_HISTORY,
                                      description="anonymous basket: product ids, oldest first")
-    text: str | None = Field(None, max_length=MAX_TEXT, description="what the shopper is looking for")
+    text: str | None = Field(None, max_length=MAX_TEXT, pattern=TEXT_PATTERN,
+                             description="what the shopper is looking for (no control characters but tab and newline)")
     n: int = Field(3, ge=1, le=10, description="products to recommend")
     style: Style = Field("warm", description="narrative tone")
     filters: FiltersIn = Field(default_factory=FiltersIn)
@@ -161,7 +162,7 @@ def response_of(result: Any, queue_s: float) -> RecommendationResponse:
         products=recommended(result.products, result.scores, result.reasons), narrative=narrative,
         timings_ms={k: round(v, 2) for k, v in timings.items()}, tokens={k: int(v) for k, v in result.tokens.items()},
         tokens_per_second=round(generated / gen_s, 1) if gen_s > 0 and generated else None,
-        versions=jsonable(result.versions))
+        versions=public_versions(result.versions))
 
 
 def jsonable(value: Any) -> Any:
@@ -225,3 +226,31 @@ class Readiness(BaseModel):
 
 class ErrorBody(BaseModel):
     detail: Any
+
+
+def errors(*codes: int, **descriptions: str) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for error statuses, always JSON (also on the SSE route, whose errors before
+    the stream starts are plain JSON responses)."""
+    text = {400: "the body cannot be decoded (it must be JSON in UTF-8)", 401: "missing or wrong X-API-Key", 404: "unknown id", 413: "request body over the configured limit",
+            415: "the body must be JSON (Content-Type: application/json)",
+            503: "model not ready or queue full; see Retry-After", 504: "the request ran past the configured timeout"}
+    schema = {"application/json": {"schema": ErrorBody.model_json_schema()}}
+    return {c: {"description": descriptions.get(f"e{c}", text[c]), "content": schema} for c in codes}
+
+
+_ABS_PATH = re.compile(r"(?<![\w.:/-])(?:/[^\s'\"/,;:()]+)+/?")
+
+
+def scrub_paths(text: str) -> str:
+    """Absolute file-system paths replaced by their last part (`/srv/run/serving/int8` -> `int8`): what a
+    client sees must not tell how the host is laid out."""
+    return _ABS_PATH.sub(lambda m: m.group(0).rstrip("/").rsplit("/", 1)[-1], text)
+
+
+def public_versions(value: Any) -> Any:
+    """Versions as shown to clients: JSON values with no absolute paths."""
+    if isinstance(value, dict):
+        return {str(k): public_versions(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [public_versions(v) for v in value]
+    return scrub_paths(value) if isinstance(value, str) else jsonable(value)

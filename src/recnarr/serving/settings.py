@@ -9,13 +9,30 @@ settings instead of loading a run (tests and benchmarks use it to serve a tiny r
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import logging
 from typing import Annotated, Any
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 QUANTIZE_MODES = ("none", "bf16", "int8", "int4", "nf4")
+
+log = logging.getLogger("recnarr.serving")
+
+
+class InsecureBind(ValueError):
+    """A bind beyond loopback with no API key: customers' names and histories would be open to anyone."""
+
+
+def is_loopback(host: str) -> bool:
+    if host.strip("[]") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a host name: it may resolve to any interface
+        return False
 
 
 def _split_list(value: Any) -> Any:
@@ -38,8 +55,9 @@ class Settings(BaseSettings):
     quantize: str | None = None  # none | bf16 | int8 | int4 | nf4; default: the preset's quantize.mode
     generator_factory: str | None = None  # "module:function"(settings) -> NarrativeGenerator, instead of a run
 
-    # access
+    # access: secure by default. A bind beyond loopback needs an API key, or an explicit opt-out
     api_key: SecretStr | None = None  # when set, /v1/* needs the header X-API-Key: <key>
+    allow_anonymous: bool = False  # RECNARR_ALLOW_ANONYMOUS=1: serve /v1/* to the network without a key
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)  # browser origins allowed
 
     # load and limits
@@ -69,6 +87,20 @@ class Settings(BaseSettings):
         if value is not None and value.count(":") != 1:
             raise ValueError(f"generator_factory must be 'module:function', got {value!r}")
         return value
+
+    def check_bind(self, host: str) -> None:
+        """Refuse to serve the network without a key (InsecureBind), unless allow_anonymous says so (then
+        warn). Loopback binds stay open: only this machine can reach them."""
+        if is_loopback(host) or self.api_key is not None:
+            return
+        if not self.allow_anonymous:
+            raise InsecureBind(
+                f"refusing to listen on {host} without an API key: /v1/users and /v1/users/{{id}}/history would "
+                "hand every customer's name and purchases to anyone who can reach this port. Set RECNARR_API_KEY "
+                "(clients then send X-API-Key), bind 127.0.0.1, or set RECNARR_ALLOW_ANONYMOUS=1 to serve "
+                "without a key on purpose")
+        log.warning("RECNARR_ALLOW_ANONYMOUS=1: serving %s with no API key; anyone who reaches this port can "
+                    "read every customer's name and purchase history", host)
 
     def config_overrides(self) -> list[str]:
         """The RunConfig overrides these settings imply (run_dir first, then the explicit ones)."""

@@ -1,4 +1,4 @@
-"""CLI targets `recnarr finetune [--resume] [--base PATH | --from-scratch] [--compare]` and `recnarr merge`.
+"""CLI targets `recnarr finetune [--fresh | --resume] [--base PATH | --from-scratch] [--compare]` and `recnarr merge`.
 
 finetune reads a base checkpoint (`<run>/pretrain/best`, else `last`, or `--base PATH`; `--from-scratch`
 starts from random weights, the no-pretraining baseline) and the narrative examples
@@ -9,7 +9,7 @@ progress, bf16 autocast). The loss counts only narrative tokens (`NarrativeBatch
     method=qlora  the same on a 4-bit NF4 base (bitsandbytes)
     method=full   every weight trained; lr = finetune.full_lr (adapters take a ~3x higher rate)
 
-Output `<run>/finetune/<method>/`: config.yaml, `last/` (resumable) and `best/` (lowest validation loss).
+Output `<run>/finetune/<method>/`: config.yaml, `last/` (a rerun continues it: `training.resume`) and `best/` (lowest validation loss).
 For lora/qlora each is an adapter folder (`adapter_model.safetensors` + `adapter_config.json`, PEFT's
 format) whose meta.json names the base; for full, a checkpoint folder.
 
@@ -49,6 +49,7 @@ from recnarr.model import lora
 from recnarr.model.checkpoint import load_model, read_config, read_meta, save_checkpoint
 from recnarr.model.gpt import GPT
 from recnarr.training.narrative_batches import NarrativeBatches
+from recnarr.training.resume import should_resume
 from recnarr.training.stages import file_sha256
 from recnarr.training.tracking import make_tracker
 from recnarr.training.trainer import Trainer, TrainResult, dist_env, git_commit
@@ -114,7 +115,8 @@ def make_batches(cfg: RunConfig, block_size: int, rank: int = 0, world_size: int
                             val_batches=tc.eval_iters, rank=rank, world_size=world_size)
 
 
-def finetune(cfg: RunConfig, resume: bool = False, base: str | None = None, from_scratch: bool = False,
+def finetune(cfg: RunConfig, resume: bool = False, fresh: bool = False, base: str | None = None,
+             from_scratch: bool = False,
              method: str | None = None, compare: bool = False, out: str | None = None,
              callbacks: Sequence[Callable[[Trainer, dict[str, Any]], None]] = (),
              **_: Any) -> TrainResult | dict[str, Any]:
@@ -128,11 +130,6 @@ def finetune(cfg: RunConfig, resume: bool = False, base: str | None = None, from
     env = dist_env()
     base_path = None if from_scratch else base_checkpoint(cfg, base)
     out_dir = Path(out) if out else cfg.stage_dir("finetune") / method
-    if resume and (out_dir / "last").is_dir():
-        saved = read_meta(out_dir / "last")
-        if saved.get("method") != method or saved.get("base") != (str(base_path) if base_path else None):
-            raise ValueError(f"--resume: {out_dir / 'last'} was trained with method={saved.get('method')} on base "
-                             f"{saved.get('base')}; this run asks for method={method} on {base_path}")
     model = build_model(cfg, method, base_path)
     batches = make_batches(cfg, model.config.block_size, env.rank, env.world_size)
     tc = method_train_config(cfg, method)
@@ -147,6 +144,8 @@ def finetune(cfg: RunConfig, resume: bool = False, base: str | None = None, from
         "git_commit": git_commit(), "run_config": to_dict(cfg),
         "trainable_params": trainable, "params": sum(p.numel() for p in model.parameters()),
     }
+    resume = should_resume(out_dir, meta, ("finetune",), ("method", "base", "narratives_hash"), fresh=fresh,
+                           require=resume, is_main=env.is_main)
     if env.is_main:
         save_config(cfg, out_dir)
         skipped = sum(batches.skipped.values())

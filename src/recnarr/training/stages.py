@@ -1,8 +1,9 @@
-"""CLI targets of the training stages: `recnarr pretrain [--resume]`.
+"""CLI targets of the training stages: `recnarr pretrain [--fresh | --resume]`.
 
 pretrain reads `<run>/corpus/{train,val}.bin` (uint16 GPT-2 ids from `recnarr data corpus`) and writes
-`<run>/pretrain/`: `config.yaml` (the resolved run config), `last/` (with trainer state, for --resume)
-and `best/` (lowest validation loss) checkpoint folders. Under torchrun every rank runs this function.
+`<run>/pretrain/`: `config.yaml` (the resolved run config), `last/` (with trainer state: a rerun of the
+same command continues from it, see `training.resume`) and `best/` (lowest validation loss) checkpoint
+folders. Under torchrun every rank runs this function.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ from typing import Any
 import torch
 
 from recnarr.config import RunConfig, save_config, to_dict
-from recnarr.model.checkpoint import read_config
 from recnarr.model.gpt import GPT
+from recnarr.training.resume import should_resume
 from recnarr.training.tracking import make_tracker
 from recnarr.training.trainer import MemmapBatches, Trainer, TrainResult, dist_env, git_commit
 
@@ -24,20 +25,15 @@ def file_sha256(path: Path) -> str | None:
     return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
 
 
-def pretrain(cfg: RunConfig, resume: bool = False, **_: Any) -> TrainResult:
-    """Pretrain a GPT of `cfg.model` shape on the corpus memmaps with `cfg.pretrain`."""
+def pretrain(cfg: RunConfig, resume: bool = False, fresh: bool = False, **_: Any) -> TrainResult:
+    """Pretrain a GPT of `cfg.model` shape on the corpus memmaps with `cfg.pretrain`. Continues
+    `<run>/pretrain/last` when it was made by the same settings (`resume=True`: it must exist;
+    `fresh=True`: start over)."""
     corpus, out = cfg.stage_dir("corpus"), cfg.stage_dir("pretrain")
     for name in ("train.bin", "val.bin"):
         if not (corpus / name).is_file():
             raise FileNotFoundError(f"{corpus / name} not found: build the corpus first (`recnarr data corpus`)")
     tc, env = cfg.pretrain, dist_env()
-    if resume and (out / "last").is_dir():
-        saved = read_config(out / "last")
-        if saved != cfg.model:
-            raise ValueError(f"--resume: {out / 'last'} holds a model of shape {saved}, the config asks for "
-                             f"{cfg.model}; resume with the same preset or start a new run_dir")
-    if env.is_main:
-        save_config(cfg, out)
     torch.manual_seed(tc.seed)  # the same initial weights on every rank (DDP also broadcasts rank 0's)
     model = GPT(cfg.model)
     batches = MemmapBatches(corpus / "train.bin", corpus / "val.bin", cfg.model.block_size, tc.batch_size,
@@ -54,7 +50,10 @@ def pretrain(cfg: RunConfig, resume: bool = False, **_: Any) -> TrainResult:
         "params": model.num_params(non_embedding=False),
         "params_non_embedding": model.num_params(non_embedding=True),
     }
+    resume = should_resume(out, meta, ("model", "pretrain"), ("data_manifest_hash",), fresh=fresh, require=resume,
+                           is_main=env.is_main)
     if env.is_main:
+        save_config(cfg, out)  # after the check: a refused run must not overwrite the config of the checkpoint
         print(f"pretrain: {meta['params'] / 1e6:.1f}M parameters ({meta['params_non_embedding'] / 1e6:.1f}M "
               f"without embeddings), {len(batches.train):,} train tokens -> {out}")
     tracker = make_tracker(tc.tracking and env.is_main, tc.tracking_uri, tc.experiment)

@@ -1,6 +1,7 @@
-"""`GET /healthz` (the process answers), `GET /readyz` (model and index loaded), `GET /metrics`.
+"""`GET /healthz` (the process answers), `GET /readyz` (model, index, embedding model and catalog view
+loaded and warmed up), `GET /metrics`.
 
-No API key on these: orchestrators and scrapers call them, and they carry no user data.
+No API key on these: orchestrators and scrapers call them, and they carry no user data and no paths.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 
 from recnarr.serving.deps import StateDep
 from recnarr.serving.metrics import CONTENT_TYPE
-from recnarr.serving.schemas import Health, Readiness, SamplingIn, jsonable
+from recnarr.serving.schemas import Health, Readiness, SamplingIn, jsonable, public_versions, scrub_paths
 
 SAMPLING_FIELDS = [f for f in SamplingIn.model_fields if f != "seed"]
 
@@ -28,12 +29,12 @@ async def healthz(state: StateDep):
 
 
 @router.get("/readyz", response_model=Readiness, responses={503: {"model": Readiness}},
-            summary="Readiness: 200 once model and index are loaded")
+            summary="Readiness: 200 once everything the first request needs is loaded and warmed up")
 def readyz(state: StateDep):  # sync: the first call builds the catalog view (pandas)
     worker = state.worker
     if worker is None or not worker.ready:
         body = Readiness(ready=False, state=worker.state if worker else "starting",
-                         error=worker.error if worker else None,
+                         error=scrub_paths(worker.error) if worker and worker.error else None,
                          queue_max=worker.max_queue if worker else state.settings.max_queue)
         return JSONResponse(body.model_dump(), status_code=503, headers={"Retry-After": "5"})
     catalog = state.catalog
@@ -44,7 +45,7 @@ def readyz(state: StateDep):  # sync: the first call builds the catalog view (pa
     return Readiness(ready=True, state=worker.state, products=catalog.n_products, users=catalog.n_users,
                      queue_waiting=worker.queued, queue_max=worker.max_queue,
                      load_seconds=round(worker.load_seconds, 3) if worker.load_seconds is not None else None,
-                     versions=jsonable(versions), sampling_defaults=jsonable(defaults), block_size=block)
+                     versions=public_versions(versions), sampling_defaults=jsonable(defaults), block_size=block)
 
 
 @router.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics (text format 0.0.4)")

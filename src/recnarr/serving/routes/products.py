@@ -6,16 +6,17 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Query
 
-from recnarr.serving.deps import ApiKeyDep, CatalogDep
-from recnarr.serving.schemas import MAX_ID, ErrorBody, ProductCard, ProductList
+from recnarr.serving.deps import CatalogDep
+from recnarr.serving.schemas import MAX_ID, NO_CONTROLS, ProductCard, ProductList, errors
 
-router = APIRouter(prefix="/v1/products", tags=["products"], dependencies=[ApiKeyDep])
+router = APIRouter(prefix="/v1/products", tags=["products"])
 
 
-@router.get("", response_model=ProductList, summary="Search the catalog (words in title, brand, category)")
+@router.get("", response_model=ProductList, responses=errors(401, 503),
+            summary="Search the catalog (words in title, brand, category)")
 def search_products(
     catalog: CatalogDep,
-    q: Annotated[str | None, Query(max_length=100, description="all words must match")] = None,
+    q: Annotated[str | None, Query(max_length=100, pattern=NO_CONTROLS, description="all words must match")] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
     in_stock: Annotated[bool | None, Query(description="only in-stock (true) or out-of-stock (false)")] = None,
@@ -24,7 +25,7 @@ def search_products(
     return ProductList(products=[ProductCard.of(p) for p in products], total=total)
 
 
-@router.get("/{product_id}", response_model=ProductCard, responses={404: {"model": ErrorBody}},
+@router.get("/{product_id}", response_model=ProductCard, responses=errors(401, 404, 503),
             summary="One product as indexed (current price, discount, stock)")
 def get_product(product_id: Annotated[str, Path(min_length=1, max_length=MAX_ID)], catalog: CatalogDep) -> ProductCard:
     if not catalog.has_product(product_id):

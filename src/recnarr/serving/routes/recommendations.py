@@ -10,26 +10,20 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
 
 from fastapi import APIRouter, HTTPException
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from recnarr.retrieval.recommender import UnknownProductError
-from recnarr.serving.deps import ApiKeyDep, JobDep, StateDep
-from recnarr.serving.schemas import ErrorBody, RecommendationResponse, recommended, response_of
+from recnarr.serving.deps import JobDep, StateDep
+from recnarr.serving.schemas import RecommendationResponse, errors, recommended, response_of
 from recnarr.serving.worker import JobTimeout, NotReady
 
 log = logging.getLogger("recnarr.serving")
 
-router = APIRouter(prefix="/v1/recommendations", tags=["recommendations"], dependencies=[ApiKeyDep])
+router = APIRouter(prefix="/v1/recommendations", tags=["recommendations"])
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"model": ErrorBody, "description": "missing or wrong X-API-Key (when one is configured)"},
-    404: {"model": ErrorBody, "description": "unknown user or product id"},
-    503: {"model": ErrorBody, "description": "queue full or model not ready; see Retry-After"},
-    504: {"model": ErrorBody, "description": "the request ran past the configured timeout"},
-}
+ERRORS = errors(400, 401, 404, 413, 415, 503, 504)
 
 
 def as_http_error(e: Exception) -> HTTPException | None:

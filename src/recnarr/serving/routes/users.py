@@ -6,24 +6,25 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Query
 
-from recnarr.serving.deps import ApiKeyDep, CatalogDep
+from recnarr.serving.deps import CatalogDep
 from recnarr.serving.schemas import (
     MAX_ID,
-    ErrorBody,
+    NO_CONTROLS,
     HistoryEntry,
     ProductCard,
     UserHistory,
     UserList,
     UserSummary,
+    errors,
 )
 
-router = APIRouter(prefix="/v1/users", tags=["users"], dependencies=[ApiKeyDep])
+router = APIRouter(prefix="/v1/users", tags=["users"])
 
 
-@router.get("", response_model=UserList, summary="Customers of the dataset, by id")
+@router.get("", response_model=UserList, responses=errors(401, 503), summary="Customers of the dataset, by id")
 def list_users(
     catalog: CatalogDep,
-    q: Annotated[str | None, Query(max_length=100, description="substring of the id or name")] = None,
+    q: Annotated[str | None, Query(max_length=100, pattern=NO_CONTROLS, description="substring of the id or name")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
     min_purchases: Annotated[int, Query(ge=0, le=10_000)] = 0,
@@ -32,7 +33,7 @@ def list_users(
     return UserList(users=[UserSummary(**u) for u in users], total=total)
 
 
-@router.get("/{user_id}/history", response_model=UserHistory, responses={404: {"model": ErrorBody}},
+@router.get("/{user_id}/history", response_model=UserHistory, responses=errors(401, 404, 503),
             summary="A customer's purchases (positive interactions), oldest first")
 def user_history(
     user_id: Annotated[str, Path(min_length=1, max_length=MAX_ID)],
