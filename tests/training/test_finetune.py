@@ -85,11 +85,15 @@ def test_qlora_and_full_and_scratch(cfg):
         build_model(cfg, "lora", None)
 
 
-def test_resume_refuses_another_method(cfg):
+def test_a_rerun_continues_and_another_method_is_refused(cfg):
     short = replace(cfg, finetune=replace(cfg.finetune, train=replace(TRAIN, max_steps=1)))
-    finetune(short, method="lora", out=str(cfg.stage_dir("finetune") / "x"))
-    with pytest.raises(ValueError, match="method=lora"):
-        finetune(short, method="full", resume=True, out=str(cfg.stage_dir("finetune") / "x"))
+    out = str(cfg.stage_dir("finetune") / "x")
+    finetune(short, method="lora", out=out)
+    longer = replace(cfg, finetune=replace(cfg.finetune, train=replace(TRAIN, max_steps=2)))
+    assert finetune(longer, method="lora", out=out).step == 2  # the same command continues (resume is the default)
+    with pytest.raises(ValueError, match="method: 'lora' -> 'full'.*--fresh"):
+        finetune(short, method="full", out=out)
+    assert finetune(short, method="full", fresh=True, out=out).step == 1  # --fresh starts over
 
 
 def test_variants_parse():
