@@ -32,23 +32,22 @@ from recnarr.data.schema import product_from_row
 user = ds.interactions["user_id"].value_counts().index[0]
 hist = ds.history(user).drop_duplicates("product_id").tail(3)
 items = [HistoryItem(r.product_id, ds.product(r.product_id).title, ds.product(r.product_id).category,
-                     pd.Timestamp(r.timestamp).date().isoformat(), ds.product(r.product_id).brand) for r in hist.itertuples()]
+                     pd.Timestamp(r.timestamp).date().isoformat(), ds.product(r.product_id).brand, r.event)
+         for r in hist.itertuples()]
 product = product_from_row(ds.products.iloc[5])
 rec = NarrativeRecord(product=product, history=items, customer=ds.user(user).name, reason_index=1, tone="warm")
 print(format_prompt(rec))
 slotted = Writer(seed=0).write(rec)
 print(slotted)'''),
-("md", "## Slots are filled from the record, then every fact is verified"),
-("code", '''from recnarr.inference.grounding import FactBase, ground
-facts = FactBase(ds.products)
-ok = ground(slotted, rec, facts)
+("md", "## Slots are filled from the record, then every claim is verified\n\nThe verifier is a whitelist: after the record's values are read back into slots, each date, event verb and relation must sit in the clause of its own item, and every other word must be connective vocabulary (`data/connectives.py`), which asserts nothing."),
+("code", '''from recnarr.inference.grounding import ground, verify
+ok = ground(slotted, rec)
 print(ok.ok, "|", ok.text)
 for c in ok.citations:
     print(f"  {c.fact:<12} {c.value!r:<50} <- {c.source}")'''),
-("code", '''# a fluent lie is caught: a wrong price and a category word that belongs to another product
-lie = ok.text.replace(ok.citations[0].value, ok.citations[0].value) + " It is the best of our fasteners, only $1.00."
-bad = ground(lie, rec, facts)
-print(bad.ok, bad.errors)'''),
+("code", '''# fluent lies are caught, each with its rule named: a claim about kind, popularity and a price no record backs
+lie = ok.text + " It is a keyboard, a best-selling favorite, only $1.00."
+print(verify(lie, rec).errors)'''),
 ("md", "## The pipeline\n\n`recnarr pipeline --preset cpu-small` runs: data → corpus → pretrain → index → narratives → finetune → merge → quantize → evaluate → report, each stage reading and writing artifact folders (see `docs/architecture.md`)."),
 ("code", '''from recnarr.pipeline import STAGES
 for s in STAGES:

@@ -48,6 +48,10 @@ COMMANDS: list[Command] = [
             "recnarr.training.stages:pretrain",
             [opt("--resume", action="store_true", help="require <run>/pretrain/last (a rerun continues it anyway)"),
              FRESH]),
+    Command("verify", "check narratives (any author) against the run's catalog and each customer's records: "
+            "one JSON line {ok, errors, citations} per input line",
+            "recnarr.inference.verify:verify_command",
+            [opt("file", help='JSONL: {"user_id" or "history", "product_id", "text"} per line; - for stdin')]),
     Command("export", "export a checkpoint: hf (a transformers GPT2LMHeadModel folder) or gguf (one llama.cpp "
             "file, tokenizer included)",
             "recnarr.model.checkpoint:export_command",

@@ -158,6 +158,7 @@ class NarrativeConfig:
     heldout_product_fraction: float = 0.1  # products never seen in fine-tuning (test)
     max_users: int | None = None
     seed: int = 1337
+    min_support: int = 3  # distinct customers a "bought together" claim needs (else it is never made)
 
 
 @dataclass

@@ -16,6 +16,7 @@ import pandas as pd
 import torch
 
 from recnarr.config import RunConfig, load_config
+from recnarr.data.claims import Pair
 from recnarr.data.narratives import HistoryItem, NarrativeRecord, Writer, format_prompt
 from recnarr.data.schema import Dataset, product_from_row
 from recnarr.model.checkpoint import save_checkpoint
@@ -59,6 +60,11 @@ MODEL = GPTConfig(block_size=512, vocab_size=50257, n_layer=2, n_head=2, n_embd=
 DIM = 32
 
 
+def bought_on(user: str, i: int) -> datetime:
+    """When `user` bought their i-th item of BUYS."""
+    return datetime(2016, 1, 4) + timedelta(days=41 * i + 3 * ord(user[0]))
+
+
 def dataset() -> Dataset:
     cols = ["id", "title", "brand", "category", "price", "discount", "attributes"]
     products = pd.DataFrame(ROWS, columns=cols)
@@ -67,13 +73,12 @@ def dataset() -> Dataset:
     products["description"] = ""
     products = products[["id", "title", "brand", "category", "price", "currency", "discount", "in_stock",
                          "attributes", "description"]]
-    t0 = datetime(2016, 1, 4)
     rows = []
     for u, items in BUYS.items():
         for i, p in enumerate(items):
             split = "train" if i < len(items) - 2 else ("val" if i == len(items) - 2 else "test")
             rows.append({"user_id": u, "product_id": p, "event": "purchase", "quantity": 1, "rating": None,
-                         "timestamp": t0 + timedelta(days=41 * i + 3 * ord(u[0])), "split": split})
+                         "timestamp": bought_on(u, i), "split": split})
     users = pd.DataFrame(USERS, columns=["id", "name", "segment", "demographics"])
     return Dataset("tiny-eval", products, users, pd.DataFrame(rows))
 
@@ -95,12 +100,13 @@ def records(ds: Dataset) -> list[NarrativeRecord]:
     names = dict(zip(ds.users["id"], ds.users["name"], strict=True))
     out = []
     for k, (uid, items) in enumerate(BUYS.items()):
-        hist = [HistoryItem(p, products[p].title, products[p].category, f"2016-0{i + 1}-1{i}", products[p].brand)
-                for i, p in enumerate(items[:3])]
+        hist = [HistoryItem(p, products[p].title, products[p].category, bought_on(uid, i).date().isoformat(),
+                            products[p].brand)
+                for i, p in enumerate(items[:3])]  # the purchases as the interactions table has them
         candidate = next(p for p in list(products)[k:] + list(products) if p not in items)
         out.append(NarrativeRecord(product=products[candidate], history=hist, customer=names[uid], reason_index=1,
-                                   pair=products["OFF-FA-1"].title if candidate != "OFF-FA-1" and "OFF-FA-1" not in items
-                                   else None, tone=["warm", "concise", "premium"][k % 3], user_id=uid))
+                                   pair=Pair(products["OFF-FA-1"].title, 1)
+                                   if candidate != "OFF-FA-1" and "OFF-FA-1" not in items else None, tone=["warm", "concise", "premium"][k % 3], user_id=uid))
     return out
 
 

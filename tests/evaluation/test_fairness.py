@@ -64,19 +64,22 @@ def test_swaps_for_a_named_user_cover_names_and_attributes(users):
 
 
 class _Gen:
-    """What `swapped` touches on a generator: `dataset` and its indexed `users`."""
+    """What `swapped` touches on a generator: `dataset`, its indexed `users`, and the names its records greet."""
 
     def __init__(self, ds):
-        self.dataset, self.users = ds, ds.users.set_index("id")
+        from recnarr.inference.records import RecordBuilder
+
+        self.dataset, self.users, self.records = ds, ds.users.set_index("id"), RecordBuilder(ds)
 
 
 def test_swapped_restores_the_generator_and_refuses_a_swap_that_changes_more(users, monkeypatch):
     gen = _Gen(fx.dataset())
     original = gen.dataset
     with swapped(gen, "CC-3", Swap("name", "Wei Zhang", "n")):
-        assert gen.users.loc["CC-3", "name"] == "Wei Zhang"
+        assert gen.users.loc["CC-3", "name"] == "Wei Zhang" and gen.records.names["CC-3"] == "Wei Zhang"
         assert gen.dataset.interactions is original.interactions  # histories are the same object
     assert gen.dataset is original and gen.users.loc["CC-3", "name"] == "Cy Cole"
+    assert gen.records.names["CC-3"] == "Cy Cole"
 
     def sloppy(u, uid, swap):  # a harness bug: also renames another user
         return apply_swap(apply_swap(u, uid, swap), "AA-1", Swap("name", "Oops", "x"))

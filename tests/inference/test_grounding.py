@@ -1,78 +1,142 @@
-"""The verifier catches each kind of false fact, and lets every true one through."""
+"""The whitelist verifier: every claim bound to its record by the claim grammar, every other word on
+the closed connective vocabulary. Each kind of false claim is caught with its rule named; true texts,
+the model's slotted ones and the same texts written out in full, pass."""
 
-import pandas as pd
 import pytest
 
+from recnarr.data.claims import LINKS, Pair, check, fill, reslot, slot_values
+from recnarr.data.connectives import VOCABULARY
 from recnarr.data.narratives import HistoryItem, NarrativeRecord
 from recnarr.data.schema import Product
-from recnarr.inference.grounding import FactBase, fill_slots, ground, verify
+from recnarr.inference.generator import fallback_text
+from recnarr.inference.grounding import ground, verify
 
 PRODUCTS = [
     Product("P1", "Fellowes PB500 Electric Punch Comb Binding Machine", 1270.98, "Fellowes",
             ["Office Supplies", "Binders"], discount=0.2, attributes={"color": "Black"}),
     Product("P2", "Avery Durable Poly Binders", 5.5, "Avery", ["Office Supplies", "Binders"]),
-    Product("P3", "Hamilton Beach Toaster Oven", 89.0, "Hamilton Beach", ["Office Supplies", "Appliances"],
-            attributes={"color": "Silver"}),
+    Product("P3", "Hamilton Beach Toaster Oven", 89.0, "Hamilton Beach", ["Office Supplies", "Appliances"]),
     Product("P4", "Acco Binder Clips", 2.0, "Acco", ["Office Supplies", "Fasteners"]),
     Product("P5", "Avery 482", 7.0, "Avery", ["Office Supplies", "Labels"]),
 ]
+FILM = Product("M1", "The Game", 0.0, None, ["Movies", "Thriller"], currency="N/A", attributes={"year": "1997"})
 
 
-@pytest.fixture
-def facts():
-    return FactBase(pd.DataFrame([vars(p) for p in PRODUCTS]))
-
-
-def record(product=PRODUCTS[0]):
+def record(product=PRODUCTS[0], support=3):
     hist = [HistoryItem("P2", PRODUCTS[1].title, PRODUCTS[1].category, "2016-04-03", "Avery"),
             HistoryItem("P5", PRODUCTS[4].title, PRODUCTS[4].category, "2016-06-20", "Avery")]
-    return NarrativeRecord(product=product, history=hist, customer="Claire Gute", reason_index=1, pair="Acco Binder Clips")
+    return NarrativeRecord(product=product, history=hist, customer="Claire Gute", reason_index=1,
+                           pair=Pair("Acco Binder Clips", support))
 
 
-def test_true_narrative_passes_and_cites_sources(facts):
-    v = ground("Hi {name}! Since you bought the {past1} in {past1_date}, meet the {product}, "
-               "now {discount} off at {sale_price} instead of {price}. It goes well with the {pair}.", record(), facts)
+TRUE = ("Hi {name}! The {product} is {past1_link} the {past1} you {past1_verb} in {past1_date}. It is {a_kind}. "
+        "Right now it's {discount} off: {sale_price} instead of {price}. {pair_support} the {pair}.")
+
+
+def test_a_true_narrative_passes_and_cites_every_claim():
+    v = ground(TRUE, record())
     assert v.ok, v.errors
-    assert "Fellowes PB500 Electric Punch Comb Binding Machine" in v.text and "$1,016.78" in v.text
-    assert "April 2016" in v.text
+    assert v.text.startswith("Hi Claire! The Fellowes PB500 Electric Punch Comb Binding Machine is from the same "
+                             "category as the Avery Durable Poly Binders you bought in April 2016.")
+    assert "$1,016.78 instead of $1,270.98" in v.text and "3 customers bought it together with the Acco" in v.text
     sources = {c.fact: c.source for c in v.citations}
-    assert sources["past1"] == "history[1]:P2.title" and sources["price"].startswith("product:P1.")
+    assert sources["past1_date"] == "history[1]:P2.date" and sources["past1_verb"] == "history[1]:P2.event"
+    assert sources["price"] == "product:P1.product.price"
+    # the same text written out in full (by a person, another model) is judged the same
+    assert verify(v.text, record()).ok
 
 
 @pytest.mark.parametrize("text,error", [
-    ("The {product} is now $999.00.", "price $999.00"),
-    ("The {product} is 35% off.", "discount 35%"),
-    ("Since you bought the {past1} in March 2015, here it is.", "date March 2015"),
-    ("You loved the Hamilton Beach Toaster Oven. Try the {product}.", "names 'Hamilton Beach Toaster Oven'"),
-    ("The {product} is a favorite among our fasteners.", "category word 'fasteners'"),
-    ("The {product} comes in silver.", "attribute 'silver'"),
-    ("The {product} is made by Avery.", "brand 'Avery'"),
-    ("The {product} is 4000 times better.", "number 4000"),
+    # a date moved to another purchase: the date slot of past2 in past1's clause
+    ("The {product} is {past1_link} the {past1} you {past1_verb} in {past2_date}.", "not in the same clause as {past2}"),
+    # a date in no record
+    ("You {past1_verb} the {past1} in March 2015. Try the {product}.", "word 'March'"),
+    # kind and purpose words no slot backs
+    ("The {product} is a keyboard.", "word 'keyboard'"),
+    ("The {product} keeps clutter off the desk.", "word 'keeps'"),
+    # popularity, frequency
+    ("The {product} is best-selling.", "word 'best-selling'"),
+    ("Customers often add the {product}.", "word 'Customers'"),
+    ("Try the {product} every week.", "word 'every'"),
+    # a wrong relation, a wrong event verb
+    ("The {product} is a change of pace from the {past1}.", "word 'change'"),
+    ("You rated the {past1}. Try the {product}.", "word 'rated'"),
+    # numbers outside slots, prices and discounts not the record's
+    ("The {product} is now $999.00.", "digits outside a slot"),
+    ("The {product} is 35% off.", "digits outside a slot"),
+    # another customer's name, another product's title
+    ("Hi Sean! Try the {product}.", "word 'Sean'"),
+    ("You loved the Hamilton Beach Toaster Oven. Try the {product}.", "word 'loved'"),
+    # slots the record cannot fill, a pair without its support, no product at all
     ("Meet the {past7}.", "slot {past7}"),
-    ("implicitly manifold smrons Advance Dialogue Lakes.", "does not name the recommended product"),
+    ("The {product} goes with the {pair}.", "{pair} (pair) is not in the same clause as {pair_support}"),
+    ("We think you'll love it.", "does not name the recommended product"),
 ])
-def test_each_false_fact_is_caught(facts, text, error):
-    v = ground(text, record(), facts)
+def test_each_false_claim_is_caught_with_its_rule(text, error):
+    v = ground(text, record())
     assert not v.ok
     assert any(error in e for e in v.errors), v.errors
 
 
-def test_plain_words_may_refer_to_the_items_a_sentence_names(facts):
-    # "binders" is true of the named past purchase; "black" of the product itself
-    v = ground("Your {past1} shows you know good binders. The {product} comes in black.", record(), facts)
-    assert v.ok, v.errors
-    # ...but a sentence that names only the labels cannot call the product "binders" of another brand
-    v = ground("Your {past2} is great, and Hamilton Beach makes the best.", record(), facts)
-    assert not v.ok
+def test_bought_together_needs_its_support():
+    assert ground("Try the {product}. {pair_support} the {pair}.", record(support=3)).ok
+    thin = ground("Try the {product}. {pair_support} the {pair}.", record(support=2))
+    assert not thin.ok and any("slot {pair_support} has no value" in e for e in thin.errors)
+    # written out by hand with the wrong count: "3" is not this record's support, so a digit outside a slot
+    assert not verify("Try the Fellowes PB500 Electric Punch Comb Binding Machine. 3 customers bought it together "
+                      "with the Acco Binder Clips.", record(support=2)).ok
 
 
-def test_unknown_slot_is_never_guessed():
-    text, _, errors = fill_slots("Hello {nickname}", record())
-    assert text == "Hello {nickname}" and errors
-
-
-def test_anonymous_record_cannot_use_name(facts):
+def test_equal_values_are_read_by_clause():
+    """Two purchases in one month: the month is the right one for whichever item its clause names."""
     rec = record()
-    rec.customer = None
-    assert not ground("Hi {name}, try the {product}.", rec, facts).ok
-    assert verify("Try the Fellowes PB500 Electric Punch Comb Binding Machine.", rec, facts).ok
+    rec.history[1].date = "2016-04-28"
+    v = verify("You bought the Avery 482 in April 2016. Try the Fellowes PB500 Electric Punch Comb Binding Machine.",
+               rec)
+    assert v.ok, v.errors
+    assert reslot("You bought the Avery 482 in April 2016.", slot_values(rec)) == "You {past2_verb} the {past2} in {past2_date}."
+
+
+def test_event_verbs_follow_the_event():
+    film_hist = [HistoryItem("M2", "Scream 2", ["Movies", "Horror"], "1998-03-01", None, "rating")]
+    rec = NarrativeRecord(product=FILM, history=film_hist, reason_index=1)
+    v = ground("The {product} is {past1_link} the {past1} you {past1_verb} in {past1_date}.", rec)
+    assert v.ok and v.text == "The Game is a natural companion to the Scream 2 you rated in March 1998."
+    assert not verify("We recommend The Game. You bought the Scream 2 in March 1998.", rec).ok
+    # no price slot for a product without a price
+    assert not ground("The {product} costs {price}.", rec).ok
+
+
+def test_a_title_with_its_own_article_is_not_doubled():
+    rec = NarrativeRecord(product=FILM, history=[], customer=None)
+    v = ground("Take a look at the {product}.", rec)
+    assert v.ok and v.text == "Take a look at The Game." and "the The" not in v.text
+    assert verify("Take a look at the The Game.", rec).ok  # a copy written that way is not false
+
+
+def test_the_fallback_is_grammatical_event_aware_and_verified():
+    rec = NarrativeRecord(product=FILM, history=[HistoryItem("M2", "Scream 2", ["Movies", "Horror"], "1998-03-01",
+                                                             None, "rating")], reason_index=1)
+    v = ground(fallback_text(rec), rec)
+    assert v.ok, v.errors
+    assert v.text == ("We recommend The Game, a thriller movie. It is a natural companion to the Scream 2 "
+                      "you rated in March 1998.")
+    v = ground(fallback_text(record()), record())
+    assert v.ok and "you bought in April 2016" in v.text and "Now $1,016.78 (20% off $1,270.98)." in v.text
+
+
+def test_the_vocabulary_is_closed_to_claims():
+    claims = {"keyboard", "binder", "binders", "desk", "paper", "best-selling", "popular", "many", "most", "customers",
+              "people", "often", "every", "week", "daily", "same", "different", "match", "pairs", "together", "more",
+              "new", "bought", "ordered", "rated", "watched", "since", "ago", "black", "cheap", "sale", "free"}
+    assert not claims & VOCABULARY
+    # every link phrase is slot text, not free vocabulary
+    assert all(not set(link.split()) <= VOCABULARY for link in LINKS.values())
+
+
+def test_fill_and_check_agree_on_unknown_slots():
+    values = slot_values(record())
+    assert fill("the {nope}", values) == "the {nope}"
+    assert any("{nope}" in e for e in check("Try the {product} and the {nope}.", values))
+    anonymous = NarrativeRecord(product=PRODUCTS[0], history=[])
+    assert not ground("Hi {name}, try the {product}.", anonymous).ok

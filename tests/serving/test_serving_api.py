@@ -74,7 +74,7 @@ def test_recommend_verified_narrative_with_citations(scripted_client):
     n = body["narrative"]
     assert n["verified"] and not n["fallback"] and n["attempts"] == 1 and not n["errors"]
     top = body["products"][0]
-    assert n["text"].startswith("Since you bought the ") and top["title"] in n["text"]
+    assert n["text"].startswith("It is a natural companion to the ") and top["title"] in n["text"]
     sources = {c["fact"]: c["source"] for c in n["citations"]}
     assert sources["product"].startswith(f"product:{top['id']}") and sources["price"].endswith(".price")
     assert any(f.startswith("past") for f in sources)

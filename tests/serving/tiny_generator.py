@@ -114,8 +114,8 @@ class ScriptedEngine:
     @staticmethod
     def text_for(prompt: str) -> str:
         m = re.search(r"### reason: \w+ to \[(\d+)\]", prompt)
-        since = f"Since you bought the {{past{m.group(1)}}}, meet" if m else "Meet"
-        return since + " the {product} at {price}."
+        link = f"It is {{past{m.group(1)}_link}} the {{past{m.group(1)}}}. " if m else ""
+        return link + "Meet the {product} at {price}."
 
     def stream(self, prompt: str, params: Any) -> Iterator[str]:
         text = self.LIE if self.lying else self.text_for(prompt)

@@ -2,7 +2,8 @@
 
 For each user, the history is their train-split purchases (most recent distinct products); the
 candidates are what the retriever recommends from that history plus the user's real next purchase,
-with the retrieval reason (nearest past purchase) and the most co-purchased item as "pairs with".
+with the retrieval reason (nearest past purchase) and the item most customers bought in the same
+orders (`claims.bought_together`; claimed only with `narratives.min_support` customers or more).
 Splits are by user AND by product: a held-out share of products never appears as a candidate in
 train/val, and the test set uses only those products and unseen users, so evaluation measures
 how the model describes products it has never seen.
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import json
 import random
-from collections import Counter, defaultdict
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,28 +23,14 @@ import pandas as pd
 from tqdm import tqdm
 
 from recnarr.config import RunConfig, save_config
+from recnarr.data import claims
 from recnarr.data.narratives import HistoryItem, NarrativeRecord, Writer, format_prompt
 from recnarr.data.schema import Dataset, product_from_row
 from recnarr.evaluation import metrics
-from recnarr.inference.grounding import FactBase, ground
+from recnarr.inference.grounding import ground
 
 # (history product ids, allowed candidate ids, k) -> [(product id, nearest history index (1-based) or None)]
 CandidateFn = Callable[[list[str], set[str], int], list[tuple[str, int | None]]]
-
-
-def co_purchases(ds: Dataset) -> dict[str, str]:
-    """For each product, the product most often in the same order (same user and timestamp), train split."""
-    inter = ds.interactions
-    if "split" in inter:
-        inter = inter[inter["split"] == "train"]
-    counts: dict[str, Counter] = defaultdict(Counter)
-    for _, order in inter.groupby(["user_id", "timestamp"])["product_id"]:
-        items = list(dict.fromkeys(order))
-        for a in items:
-            for b in items:
-                if a != b:
-                    counts[a][b] += 1
-    return {a: c.most_common(1)[0][0] for a, c in counts.items() if c}
 
 
 def split_products(ds: Dataset, fraction: float, seed: int) -> set[str]:
@@ -61,7 +47,7 @@ def build_records(ds: Dataset, cfg: RunConfig, candidates: CandidateFn) -> dict[
     all_ids = set(ds.products["id"].astype(str))
     products = {str(r["id"]): product_from_row(r) for _, r in ds.products.iterrows()}
     users = {str(r["id"]): r for _, r in ds.users.iterrows()}
-    pairs = co_purchases(ds)
+    pairs = claims.bought_together(ds.interactions)
     user_ids = sorted(ds.interactions["user_id"].astype(str).unique())
     rng.shuffle(user_ids)
     if ncfg.max_users:
@@ -81,7 +67,7 @@ def build_records(ds: Dataset, cfg: RunConfig, candidates: CandidateFn) -> dict[
             recent = train_hist.drop_duplicates("product_id", keep="last").tail(ncfg.max_history)
             history = [
                 HistoryItem(str(r.product_id), products[str(r.product_id)].title, products[str(r.product_id)].category,
-                            pd.Timestamp(r.timestamp).date().isoformat(), products[str(r.product_id)].brand)
+                            pd.Timestamp(r.timestamp).date().isoformat(), products[str(r.product_id)].brand, r.event)
                 for r in recent.itertuples()
             ]
             hist_ids = [h.product_id for h in history]
@@ -90,18 +76,19 @@ def build_records(ds: Dataset, cfg: RunConfig, candidates: CandidateFn) -> dict[
             picked = candidates(hist_ids, pool, ncfg.pairs_per_user)
             name = users[uid]["name"] if uid in users else None
             for pid, nearest in picked[: ncfg.pairs_per_user]:
-                pair = pairs.get(pid)
+                partner, support = pairs.get(pid, (None, 0))
                 recs.append(NarrativeRecord(
                     product=products[pid], history=history, customer=name if isinstance(name, str) else None,
                     reason_index=nearest, reason_kind="similar",
-                    pair=products[pair].title if pair in products and pair not in hist_ids and pair != pid else None,
-                    tone=rng.choice(list(ncfg.tones)), user_id=uid,
+                    pair=claims.Pair(products[partner].title, support)
+                    if partner in products and partner not in hist_ids else None,
+                    tone=rng.choice(list(ncfg.tones)), user_id=uid, min_support=ncfg.min_support,
                 ))
         out[split] = recs
     return out
 
 
-def write_examples(records: dict[str, list[NarrativeRecord]], facts: FactBase, folder: Path, seed: int) -> dict:
+def write_examples(records: dict[str, list[NarrativeRecord]], folder: Path, seed: int) -> dict:
     """Write the jsonl files; every target is filled and verified before it is kept."""
     folder.mkdir(parents=True, exist_ok=True)
     writer = Writer(seed)
@@ -112,7 +99,7 @@ def write_examples(records: dict[str, list[NarrativeRecord]], facts: FactBase, f
         with open(tmp, "w") as f:
             for rec in recs:
                 target = writer.write(rec)
-                check = ground(target, rec, facts)
+                check = ground(target, rec)
                 if not check.ok:  # the writer states only record facts; a failure here is a bug to see
                     stats["rejected"] += 1
                     stats.setdefault("rejections", []).append(check.errors[:3])
@@ -167,7 +154,7 @@ def narratives(cfg: RunConfig, **_) -> Path:
     all_ids = set(ds.products["id"].astype(str))
     records = build_records(ds, cfg, retriever_candidates(recommender, all_ids))
     folder = cfg.stage_dir("narratives")
-    stats = write_examples(records, FactBase(ds.products), folder, cfg.narratives.seed)
+    stats = write_examples(records, folder, cfg.narratives.seed)
     stats["heldout_products"] = len(split_products(ds, cfg.narratives.heldout_product_fraction, cfg.narratives.seed))
     (folder / "writer_stats.json").write_text(json.dumps(stats, indent=2))
     save_config(cfg, folder)

@@ -196,13 +196,16 @@ def swapped(gen: Any, user_id: str, swap: Swap) -> Iterator[pd.DataFrame]:
     changed = changed_fields(before, after)
     if changed != [(str(user_id), swap.field)]:
         raise AssertionError(f"swap {swap.label!r} of user {user_id} changed {changed}, not just {swap.field}")
-    old_dataset, old_users = gen.dataset, gen.users
+    from recnarr.inference.records import user_names
+
+    old_dataset, old_users, old_names = gen.dataset, gen.users, gen.records.names
     gen.dataset = replace(gen.dataset, users=after)
     gen.users = after.set_index(after["id"].astype(str))
+    gen.records.names = user_names(after)  # the name a narrative greets with comes from here
     try:
         yield after
     finally:
-        gen.dataset, gen.users = old_dataset, old_users
+        gen.dataset, gen.users, gen.records.names = old_dataset, old_users, old_names
 
 
 # ------------------------------------------------------------------------------------ per-text checks

@@ -15,19 +15,12 @@ import torch
 
 from recnarr.data.narratives import NarrativeRecord
 from recnarr.inference.engine import Engine, SamplingParams
-from recnarr.inference.grounding import FactBase, ground
+from recnarr.inference.grounding import ground
 
 EOT_ID = 50256
 
 
-def fact_base(cfg: Any) -> FactBase:
-    """The catalog-wide fact vocabulary of this run's dataset (`<run>/data`, built if missing)."""
-    from recnarr.data.stages import load_dataset
-
-    return FactBase(load_dataset(cfg).products)
-
-
-def grounding_pass_rate(model: torch.nn.Module, examples: Sequence[dict], facts: FactBase, tokenizer: Any,
+def grounding_pass_rate(model: torch.nn.Module, examples: Sequence[dict], tokenizer: Any,
                         n: int = 16, max_new_tokens: int = 160) -> dict[str, Any]:
     """Greedy narratives for the first `n` examples whose prompt fits the context; the share that pass
     `ground`. Returns counts, the rate, a few failures' first errors, and the mean generated length."""
@@ -46,7 +39,7 @@ def grounding_pass_rate(model: torch.nn.Module, examples: Sequence[dict], facts:
         gen = engine.generate(prompt, SamplingParams(max_new_tokens=budget, temperature=0, stop_token_ids=(EOT_ID,)))
         tried += 1
         tokens += len(gen.tokens)
-        check = ground(gen.text.strip(), NarrativeRecord.from_json(ex["record"]), facts)
+        check = ground(gen.text.strip(), NarrativeRecord.from_json(ex["record"]))
         ok = check.ok and bool(gen.text.strip())
         passed += ok
         if not ok and len(failures) < 3:

@@ -24,14 +24,13 @@ that produces it; one that fails is shown as "failed" with the error.
 Metrics (per system):
 - perplexity on the references (target tokens + end-of-text only, tokenized exactly as in fine-tuning:
   `training.narrative_batches.tokenize_example`); not defined for the writer.
-- grounding, by `inference.grounding.verify` (the one place that decides what is true):
-  raw = the model's first attempt (before the verifier: what a plain generate would show), final = what
-  the user sees (after retries and the fallback). Hallucination rate = share of narratives with >= 1 false
-  fact (empty first attempts are counted apart, as `empty_rate_raw`; a verifier error that states nothing
-  false, such as not naming the product, rejects the narrative but is no hallucination: `NOT_A_FALSE_FACT`).
-  First-attempt pass rate = share the verifier accepts as written. Fact precision = 1 - false facts /
-  stated facts, pooled over narratives; stated facts are counted with the verifier's own patterns and
-  vocabularies (`fact_mentions`), false facts are the verifier's errors. Fallback rate, mean attempts.
+- grounding. raw = the model's first attempt (before the verifier: what a plain generate would show),
+  final = what the user sees (after retries and the fallback). False claims come from the independent
+  audit (`evaluation.audit`: separate code that checks each claim against the raw tables), never from
+  the verifier judging itself. Hallucination rate = share of narratives with >= 1 false claim (empty
+  first attempts are counted apart, as `empty_rate_raw`). First-attempt pass rate = share the verifier
+  (`inference.grounding.verify`) accepts as written. Fact precision = 1 - false claims / stated facts,
+  pooled over narratives; stated facts are counted by `fact_mentions`. Fallback rate, mean attempts.
 - personalization: share of narratives naming >= 1 real past purchase of that user (any interaction of
   the user in `<run>/data`); `never_bought_rate`: share naming a catalog title that is neither the
   product, its pair, nor anything the user bought; swap test: narrative for user A scored against the
@@ -68,9 +67,9 @@ from recnarr.data.examples import load_examples
 from recnarr.data.narratives import NarrativeRecord, Writer, format_prompt
 from recnarr.data.schema import Dataset
 from recnarr.evaluation import metrics
+from recnarr.evaluation.audit import Auditor
 from recnarr.inference.generator import NarrativeGenerator
 from recnarr.inference.grounding import (
-    NOT_A_FALSE_FACT,
     FactBase,
     cited_titles,
     fact_mentions,
@@ -89,15 +88,19 @@ def strip_retrieval(prompt: str) -> str:
 # ------------------------------------------------------------------------------------ facts in a text
 
 
-def check_text(text: str, rec: NarrativeRecord, facts: FactBase) -> dict[str, Any]:
-    """Verify a filled text: ok (passes the verifier), errors, false facts (the errors that are a false
-    statement, one each), stated facts (>= false facts)."""
+def check_text(text: str, rec: NarrativeRecord, facts: FactBase, auditor: Auditor) -> dict[str, Any]:
+    """Judge a filled text twice: `ok` is the verifier's verdict (would it be shown?); `false` counts the
+    false claims the independent audit finds against the raw tables (`evaluation.audit`, separate code:
+    the verifier never grades itself); stated facts (>= false claims) for fact precision."""
     if not text.strip():
-        return {"ok": False, "empty": True, "errors": [], "false": 0, "stated": 0}
-    v = verify(text, rec, facts)
-    false = [e for e in v.errors if not any(p in e for p in NOT_A_FALSE_FACT)]
-    stated = max(fact_mentions(text, rec, facts), len(false))
-    return {"ok": v.ok, "empty": False, "errors": v.errors, "false": len(false), "stated": stated}
+        return {"ok": False, "empty": True, "errors": [], "false": 0, "stated": 0, "audit": []}
+    v = verify(text, rec)
+    history = None if rec.user_id else [{"product_id": h.product_id, "date": h.date, "event": h.event}
+                                        for h in rec.history]
+    claims = auditor.audit(text, rec.product.id, rec.user_id, history)
+    stated = max(fact_mentions(text, rec, facts), len(claims))
+    return {"ok": v.ok, "empty": False, "errors": v.errors, "false": len(claims), "stated": stated,
+            "audit": [f"{c.kind}: {c.text!r}: {c.why}" for c in claims]}
 
 
 def user_purchases(ds: Dataset) -> dict[str, set[str]]:
@@ -115,14 +118,14 @@ def personalization(text: str, rec: NarrativeRecord, bought: set[str], facts: Fa
     """Titles the text names that the user really bought, and titles that are none of: the product, its pair,
     a purchase of the user (`never_bought`: a citation of a purchase that never happened)."""
     cited = cited_titles(text, rec, facts)
-    own = {rec.product.title, *([rec.pair] if rec.pair else [])}
+    own = {rec.product.title, *([rec.pair.title] if rec.pair else [])}
     return {"bought": [t for t in cited if t in bought and t not in own],
             "never_bought": [t for t in cited if t not in bought and t not in own]}
 
 
 def swap_hits(text: str, rec: NarrativeRecord, own: set[str], other: set[str], facts: FactBase) -> list[str]:
     """Titles of user B's purchases named in user A's narrative (not ones A bought too, nor the product/pair)."""
-    exclude = own | {rec.product.title, *([rec.pair] if rec.pair else [])}
+    exclude = own | {rec.product.title, *([rec.pair.title] if rec.pair else [])}
     return [t for t in cited_titles(text, rec, facts) if t in other and t not in exclude]
 
 
@@ -344,13 +347,13 @@ def _percentile(xs: Sequence[float], q: float) -> float | None:
 
 
 def score_outputs(outputs: Sequence[dict], records: Sequence[NarrativeRecord], refs: Sequence[str],
-                  facts: FactBase, purchases: dict[str, set[str]]) -> dict[str, Any]:
+                  facts: FactBase, purchases: dict[str, set[str]], auditor: Auditor) -> dict[str, Any]:
     """The metrics of one system from its per-example outputs ({"raw", "text", "fallback", "attempts", ...})."""
     raw_checks, final_checks, personal, personal_raw, never, swap = [], [], [], [], [], []
     users = [r.user_id or f"#{i}" for i, r in enumerate(records)]
     for i, (out, rec) in enumerate(zip(outputs, records, strict=True)):
-        raw_checks.append(check_text(out["raw"], rec, facts))
-        final_checks.append(check_text(out["text"], rec, facts))
+        raw_checks.append(check_text(out["raw"], rec, facts, auditor))
+        final_checks.append(check_text(out["text"], rec, facts, auditor))
         bought = purchases.get(users[i], set()) | {h.title for h in rec.history}
         p = personalization(out["text"], rec, bought, facts)
         personal.append(bool(p["bought"]))
@@ -416,20 +419,22 @@ def sample_indices(records: Sequence[NarrativeRecord], n: int) -> list[int]:
 
 def _sample(rec: NarrativeRecord, out: dict, check: dict) -> dict[str, Any]:
     return {"user_id": rec.user_id, "customer": rec.customer, "product": rec.product.title,
-            "history": [{"title": h.title, "date": h.date} for h in rec.history], "pair": rec.pair,
+            "history": [{"title": h.title, "date": h.date, "event": h.event} for h in rec.history],
+            "pair": asdict(rec.pair) if rec.pair else None,
             "raw": out["raw"], "text": out["text"], "fallback": out["fallback"], "attempts": out["attempts"],
-            "errors": check["errors"] or out.get("errors", []), "citations": out.get("citations", [])}
+            "errors": check["errors"] or out.get("errors", []), "citations": out.get("citations", []),
+            "audit_raw": check["audit"]}
 
 
 # ------------------------------------------------------------------------------------------ driver
 
 
-def run_writer(records: Sequence[NarrativeRecord], facts: FactBase, seed: int) -> list[dict]:
+def run_writer(records: Sequence[NarrativeRecord], seed: int) -> list[dict]:
     writer = Writer(seed)
     outs = []
     for rec in records:
         t0 = time.perf_counter()
-        g = ground(writer.write(rec), rec, facts)
+        g = ground(writer.write(rec), rec)
         outs.append({"raw": g.text, "text": g.text, "fallback": False, "attempts": 1,
                      "latency_s": time.perf_counter() - t0, "prompt_tokens": None, "generated_tokens": None,
                      "citations": [asdict(c) for c in g.citations], "errors": g.errors})
@@ -456,11 +461,12 @@ def run_model(gen: NarrativeGenerator, records: Sequence[NarrativeRecord], seed:
 
 
 def evaluate_system(system: System, gen: NarrativeGenerator, examples: list[dict], records: list[NarrativeRecord],
-                    refs: list[str], facts: FactBase, purchases: dict[str, set[str]], cfg: RunConfig) -> dict[str, Any]:
+                    refs: list[str], facts: FactBase, purchases: dict[str, set[str]], cfg: RunConfig,
+                    auditor: Auditor) -> dict[str, Any]:
     t0 = time.perf_counter()
     row: dict[str, Any] = {"metrics": {}, "skipped": []}
     if system.key == "writer":
-        outs = run_writer(records, facts, cfg.narratives.seed + 1)
+        outs = run_writer(records, cfg.narratives.seed + 1)
         kept = list(range(len(records)))
     else:
         from recnarr.data.tokenizer import get_tokenizer
@@ -484,9 +490,9 @@ def evaluate_system(system: System, gen: NarrativeGenerator, examples: list[dict
         row["metrics"].update(speed_probe(engine, probes))
     # score against the record the generator actually used (history trimmed to fit the block)
     used = [o.get("record", records[i]) for o, i in zip(outs, kept, strict=True)]
-    row["metrics"].update(score_outputs(outs, used, [refs[i] for i in kept], facts, purchases))
+    row["metrics"].update(score_outputs(outs, used, [refs[i] for i in kept], facts, purchases, auditor))
     row["latencies"] = [o["latency_s"] for o in outs]
-    row["samples"] = [_sample(used[j], outs[j], check_text(outs[j]["raw"], used[j], facts))
+    row["samples"] = [_sample(used[j], outs[j], check_text(outs[j]["raw"], used[j], facts, auditor))
                       for j in sample_indices(used, cfg.eval.narrative_samples)]
     row["seconds"] = time.perf_counter() - t0
     return row
@@ -504,7 +510,8 @@ def evaluate_narratives(cfg: RunConfig, only: list[str] | None = None, **_: Any)
     facts = FactBase(ds.products)
     purchases = user_purchases(ds)
     records = [NarrativeRecord.from_json(ex["record"]) for ex in examples]
-    refs = [ground(ex["target"], rec, facts).text for ex, rec in zip(examples, records, strict=True)]
+    refs = [ground(ex["target"], rec).text for ex, rec in zip(examples, records, strict=True)]
+    auditor = Auditor(ds, cfg.narratives.min_support)
     gen = NarrativeGenerator(ds, None, None, cfg.generation, {"stage": "evaluate narratives"}, cfg.narratives.max_history)
     systems = find_systems(cfg)
     results: dict[str, Any] = {
@@ -517,7 +524,7 @@ def evaluate_narratives(cfg: RunConfig, only: list[str] | None = None, **_: Any)
         elif s.status == "ok":
             print(f"evaluate narratives: {s.name} ({s.source}) on {len(examples)} test examples", flush=True)
             try:
-                entry.update(evaluate_system(s, gen, examples, records, refs, facts, purchases, cfg))
+                entry.update(evaluate_system(s, gen, examples, records, refs, facts, purchases, cfg, auditor))
             except Exception as e:  # noqa: BLE001 - one broken system must not hide the others; it is shown
                 entry.update(status="failed", note=f"{type(e).__name__}: {e}")
                 print(f"  failed: {entry['note']}", flush=True)

@@ -119,7 +119,7 @@ def measure(model: GPT, cfg: RunConfig, evals: dict[str, Any]) -> dict[str, Any]
         if q.eval_examples > 0 and evals.get("facts") is not None:
             from recnarr.evaluation.generation import grounding_pass_rate
 
-            g = grounding_pass_rate(model, evals["narratives"], evals["facts"], evals["tokenizer"], q.eval_examples)
+            g = grounding_pass_rate(model, evals["narratives"], evals["tokenizer"], q.eval_examples)
             row.update(grounding_passed=g["passed"], grounding_tried=g["tried"], grounding_pass_rate=g["pass_rate"])
     return row
 
@@ -155,11 +155,9 @@ def quantize_command(cfg: RunConfig, checkpoint: str | None = None, modes: list[
         evals["corpus"] = cfg.stage_dir("corpus") / "val.bin"
     if (cfg.stage_dir("narratives") / "val.jsonl").is_file():
         from recnarr.data.tokenizer import get_tokenizer
-        from recnarr.evaluation.generation import fact_base
 
         evals["narratives"] = load_examples(cfg.stage_dir("narratives"), "val")
         evals["tokenizer"] = get_tokenizer()
-        evals["facts"] = fact_base(cfg) if cfg.quantize.eval_examples > 0 else None
     if not evals.get("corpus") and not evals.get("narratives"):
         print(f"quantize: neither {cfg.stage_dir('corpus') / 'val.bin'} nor {cfg.stage_dir('narratives')} exists: "
               "no quality columns")

@@ -17,14 +17,13 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from recnarr.config import GenerationConfig, RunConfig
-from recnarr.data.examples import co_purchases
-from recnarr.data.narratives import END_OF_NARRATIVE, HistoryItem, NarrativeRecord, format_prompt
+from recnarr.data.claims import slot_values
+from recnarr.data.narratives import END_OF_NARRATIVE, NarrativeRecord, format_prompt
 from recnarr.data.schema import Dataset, Product
 from recnarr.inference.engine import Engine, SamplingParams
-from recnarr.inference.grounding import Citation, FactBase, ground
+from recnarr.inference.grounding import Citation, ground
+from recnarr.inference.records import RecordBuilder
 from recnarr.retrieval.recommender import Filters, Recommender
 
 STYLES = ("warm", "concise", "premium")
@@ -57,13 +56,18 @@ class Result:
 
 
 def fallback_text(rec: NarrativeRecord) -> str:
-    """A plain factual sentence, built only from slots."""
-    p = rec.product
-    offer = ""
-    if p.price > 0:
-        offer = " at {sale_price} ({discount} off {price})" if p.discount > 0 else " at {price}"
-    because = f", because you bought the {{past{rec.reason_index}}}" if rec.reason_index else ""
-    return f"We recommend the {{product}}{offer}{because}."
+    """A plain factual narrative, built only from slots of the claim grammar (and verified like any
+    other): the product and its kind, its price when known, and the past item it relates to, told
+    with that item's own event and date."""
+    v = slot_values(rec)
+    parts = ["We recommend the {product}, {a_kind}."]
+    if "price" in v:
+        parts.append("Now {sale_price} ({discount} off {price})." if "discount" in v else "It costs {price}.")
+    k = rec.reason_index
+    if k and f"past{k}_verb" in v:
+        when = f" in {{past{k}_date}}" if f"past{k}_date" in v else ""
+        parts.append(f"It is {{past{k}_link}} the {{past{k}}} you {{past{k}_verb}}{when}.")
+    return " ".join(parts)
 
 
 class SlotStream:
@@ -105,14 +109,12 @@ class NarrativeGenerator:
 
     def __init__(self, dataset: Dataset, recommender: Recommender, engine: Engine,
                  gen: GenerationConfig | None = None, versions: dict[str, Any] | None = None,
-                 max_history: int = 4):
+                 max_history: int = 4, min_support: int = 3):
         self.dataset, self.recommender, self.engine = dataset, recommender, engine
         self.gen = gen or GenerationConfig()
         self.versions = versions or {}
         self.max_history = max_history
-        self.facts = FactBase(dataset.products)
-        self.pairs = co_purchases(dataset)
-        self.titles = dict(zip(dataset.products["id"].astype(str), dataset.products["title"], strict=True))
+        self.records = RecordBuilder(dataset, min_support)
         self.users = dataset.users.set_index(dataset.users["id"].astype(str))
         self._lock = threading.Lock()  # the engine's KV cache is shared: one generation at a time
 
@@ -122,30 +124,6 @@ class NarrativeGenerator:
         self.recommender.warm_up()
         with self._lock:
             self.engine.generate(self.engine.tokenizer.encode("Recommended:"), max_new_tokens=1, temperature=0.0)
-
-    # ------------------------------------------------------------------ records
-    def history_items(self, history: Sequence[tuple[str, Any]]) -> list[HistoryItem]:
-        seen: dict[str, tuple[str, Any]] = {}
-        for pid, ts in history:
-            seen.pop(pid, None)
-            seen[pid] = (pid, ts)  # keep the latest purchase of each product, in time order
-        items = []
-        for pid, ts in list(seen.values())[-self.max_history :]:
-            p = self.recommender.index.product(pid)
-            day = pd.Timestamp(ts).date().isoformat() if ts is not None else None  # anonymous: maybe undated
-            items.append(HistoryItem(pid, p.title, p.category, day, p.brand))
-        return items
-
-    def record(self, product: Product, history: list[HistoryItem], reason_id: str | None, customer: str | None,
-               style: str) -> NarrativeRecord:
-        ids = [h.product_id for h in history]
-        pair = self.pairs.get(product.id)
-        return NarrativeRecord(
-            product=product, history=history, customer=customer,
-            reason_index=ids.index(reason_id) + 1 if reason_id in ids else None,
-            pair=self.titles.get(pair) if pair and pair not in ids and pair != product.id else None,
-            tone=style,
-        )
 
     def _sampling(self, sampling: dict[str, Any] | None, attempt: int) -> SamplingParams:
         g = self.gen
@@ -206,21 +184,15 @@ class NarrativeGenerator:
         tokens = {"prompt": 0, "generated": 0}
         narrative = None
         if narrate and recs:
-            customer = None
-            if user_id and user_id in self.users.index:
-                name = self.users.loc[user_id, "name"]
-                customer = name if isinstance(name, str) else None
             top = recs[0]
-            rec = self.record(top.product, self.history_items(items), top.reasons[0].product_id if top.reasons else None,
-                              customer, style)
+            rec = self.records.record(top.product, self.records.history_items(items, user_id, self.max_history),
+                                      user_id, top.reasons[0].product_id if top.reasons else None, style)
             narrative = yield from self._narrate(rec, sampling, timings, tokens)
         timings["total"] = time.perf_counter() - t0
         yield {"type": "final", "result": Result(products, [r.score for r in recs], reasons, narrative, timings,
                                                  tokens, self.versions)}
 
     def _narrate(self, rec: NarrativeRecord, sampling: dict[str, Any] | None, timings: dict, tokens: dict):
-        from recnarr.data.narratives import slot_values
-
         last_errors: list[str] = []
         attempts = 1 + self.gen.max_retries
         for attempt in range(attempts):
@@ -245,12 +217,12 @@ class NarrativeGenerator:
             tokens["prompt"] = len(self.engine.tokenizer.encode(prompt))
             tokens["generated"] += len(self.engine.tokenizer.encode(slotted))
             t = time.perf_counter()
-            check = ground(slotted, rec, self.facts) if slotted else None
+            check = ground(slotted, rec) if slotted else None
             timings["verify"] += time.perf_counter() - t
             if check is not None and check.ok:
                 return Narrative(check.text, True, False, attempt + 1, rec.product.id, slotted, [], check.citations)
             last_errors = check.errors if check else ["empty narrative"]
-        fb = ground(fallback_text(rec), rec, self.facts)
+        fb = ground(fallback_text(rec), rec)
         return Narrative(fb.text, fb.ok, True, attempts, rec.product.id, "", last_errors, fb.citations)
 
 
@@ -266,4 +238,5 @@ def load_generator(cfg: RunConfig, checkpoint: str | Path | None = None, mode: s
     engine = Engine(model, get_tokenizer())
     versions = {"model": info, "index": recommender.index.manifest if hasattr(recommender.index, "manifest") else {},
                 "catalog_checksum": ds.checksum()}
-    return NarrativeGenerator(ds, recommender, engine, cfg.generation, versions, cfg.narratives.max_history)
+    return NarrativeGenerator(ds, recommender, engine, cfg.generation, versions, cfg.narratives.max_history,
+                              cfg.narratives.min_support)

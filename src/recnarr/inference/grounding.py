@@ -1,16 +1,16 @@
-"""What counts as a fact, in one place: slot filling and the verifier.
+"""Slot filling and the verifier: the one call that decides whether a narrative may be shown.
 
-Exact facts (names, prices, discounts, dates, past purchases) reach a narrative only through slots,
-filled here from the record. The verifier then reads the final text sentence by sentence: each
-sentence is about the candidate product plus whatever items it names, and every fact-bearing word in
-it must belong to one of those items:
-- product titles: any catalog title mentioned must be the candidate, a cited past purchase or the pair;
-- money ($12.34) must be the price, sale price or saving; percentages the discount;
-- months and years must be dates of the user's history (or the product's own year);
-- any other number must appear in the subject items' own titles or attributes;
-- plain words: category words ("binders", "comedy"), brand names and attribute values ("black",
-  "cherry") known anywhere in the catalog must belong to a subject item of that sentence.
-A narrative with any failed check is rejected; the engine regenerates or falls back.
+The claim grammar is `data.claims`: every claim is a slot filled from the record, everything else is
+connective vocabulary. `verify(text, record)` reads any written text (the model's, filled; a copy a
+person wrote; another model's) back into slots against this record and checks every binding rule:
+each slot one this record fills, each date, event verb and relation in the clause of its own item,
+"bought together" only with its support, the product named, and every other word on the closed
+whitelist (`data.connectives`), no digit outside a slot. There is no catalog-derived word list: the
+same verifier works on any catalog. `ground(slotted, record)` fills the model's slots and verifies
+the result with that same call; `recnarr verify` uses it too.
+
+`FactBase`, `cited_titles` and `fact_mentions` count the facts a text states, for evaluation
+metrics (fact precision's denominator); they decide nothing.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from recnarr.data.narratives import SLOT_RE, NarrativeRecord, month_year, slot_values
+from recnarr.data.claims import SLOT_RE, check, fill, reslot, slot_source, slot_values
+from recnarr.data.narratives import NarrativeRecord
 
 MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November", "December"]
 MONEY_RE = re.compile(r"\$\s?\d[\d,]*(?:\.\d+)?")
@@ -33,11 +34,6 @@ WORD_RE = re.compile(r"[A-Za-z][A-Za-z'-]*")
 MISSING_PRODUCT = "the narrative does not name the recommended product"
 # verifier errors that reject a narrative without it stating anything false (it fails to do its job)
 NOT_A_FALSE_FACT = (MISSING_PRODUCT,)
-# slot name -> which field of which record it comes from (for citations)
-SLOT_SOURCES = {"product": "product.title", "brand": "product.brand", "price": "product.price",
-                "sale_price": "product.price*(1-discount)", "discount": "product.discount",
-                "saving": "product.price*discount", "pair": "copurchase.title", "year": "product.attributes.year",
-                "name": "user.name"}
 
 
 @dataclass
@@ -67,14 +63,6 @@ def _plural_forms(word: str) -> set[str]:
     else:
         forms.add(w + "s")
     return forms
-
-
-def _item_words(*texts: str) -> set[str]:
-    words: set[str] = set()
-    for t in texts:
-        for w in WORD_RE.findall(t or ""):
-            words |= _plural_forms(w)
-    return words
 
 
 class FactBase:
@@ -114,7 +102,7 @@ class FactBase:
 
 
 def _own_titles(rec: NarrativeRecord) -> list[str]:
-    titles = [rec.product.title, *(h.title for h in rec.history), *([rec.pair] if rec.pair else [])]
+    titles = [rec.product.title, *(h.title for h in rec.history), *([rec.pair.title] if rec.pair else [])]
     return sorted(set(titles), key=len, reverse=True)
 
 
@@ -156,105 +144,21 @@ def fact_mentions(text: str, rec: NarrativeRecord, facts: FactBase) -> int:
 
 
 
-def fill_slots(slotted: str, rec: NarrativeRecord) -> tuple[str, list[Citation], list[str]]:
-    """Fill slots from the record. Unknown or unfillable slots are errors, never guessed."""
+def verify(text: str, rec: NarrativeRecord) -> Verification:
+    """Check a written narrative against this record (see the module docstring)."""
+    errors = []
+    raw = SLOT_RE.search(text)
+    if raw:
+        errors.append(f"unfilled slot {raw.group(0)}")
     values = slot_values(rec)
-    citations, errors = [], []
-
-    def repl(m: re.Match) -> str:
-        name = m.group(1)
-        if name not in values:
-            errors.append(f"slot {{{name}}} has no value for this record")
-            return m.group(0)
-        if name.startswith("past"):
-            k = int(re.sub(r"\D", "", name))
-            src = f"history[{k}]:{rec.history[k - 1].product_id}" + (".date" if name.endswith("_date") else ".title")
-        else:
-            src = f"product:{rec.product.id}.{SLOT_SOURCES.get(name, name)}"
-        citations.append(Citation(name, values[name], src))
-        return values[name]
-
-    return SLOT_RE.sub(repl, slotted), citations, errors
+    slotted = reslot(text, values)
+    errors += check(slotted, values)
+    citations = [Citation(n, values[n], slot_source(n, rec)) for n in dict.fromkeys(SLOT_RE.findall(slotted))
+                 if n in values]
+    return Verification(ok=not errors, text=text, errors=errors, citations=citations)
 
 
-def verify(text: str, rec: NarrativeRecord, facts: FactBase) -> Verification:
-    """Check every fact in a filled narrative against the record (see the module docstring)."""
-    p = rec.product
-    errors: list[str] = []
-    if SLOT_RE.search(text):
-        errors.append(f"unfilled slot {SLOT_RE.search(text).group(0)}")
-    if p.title not in text:  # a text that states no fact would otherwise pass: it must name what it recommends
-        errors.append(MISSING_PRODUCT)
-    items = {p.title: ("product", p.title, p.brand, p.category, p.attributes)}
-    for h in rec.history:
-        items[h.title] = ("history", h.title, h.brand, h.category, {})
-    if rec.pair:
-        items[rec.pair] = ("pair", rec.pair, None, [], {})
-    money_ok = {slot_values(rec)[k] for k in ("price", "sale_price", "saving") if k in slot_values(rec)}
-    pct_ok = {f"{round(p.discount * 100)}%"} if p.discount > 0 else set()
-    dates_ok = {month_year(h.date) for h in rec.history if h.date}
-    years_ok = {h.date[:4] for h in rec.history if h.date} | ({str(p.attributes["year"])} if p.attributes.get("year") else set())
-
-    # mask every title first: titles hold periods ("Cu. Ft.") that must not split sentences
-    found = cited_titles(text, rec, facts)
-    for t in found:
-        if t not in items:
-            errors.append(f"names {t!r}, which is not this product, a past purchase or its pair")
-    masked, marks = text, {}
-    for i, t in enumerate(sorted(set(found), key=len, reverse=True)):
-        marks[f"\u00a7{i}\u00a7"] = t
-        masked = masked.replace(t, f" \u00a7{i}\u00a7 ")
-    name = rec.customer or ""
-    for sentence in SENTENCE_RE.split(masked):
-        named = [t for m, t in marks.items() if m in sentence]
-        subjects = [items[p.title]] + [items[t] for t in named if t in items and t != p.title]
-        rest = re.sub("\u00a7\\d+\u00a7", " ", sentence)
-        for part in {name, *name.split()} - {""}:
-            rest = re.sub(rf"\b{re.escape(part)}\b", " ", rest)
-        allowed = _item_words(*(s[1] for s in subjects), *(c for s in subjects for c in s[3]),
-                              *(str(v) for s in subjects for v in s[4].values()), p.description)
-        brands_ok = {s[2] for s in subjects if s[2]}
-        # numbers
-        for m in MONEY_RE.findall(rest):
-            if m.replace(" ", "") not in money_ok:
-                errors.append(f"price {m} is not this product's price, sale price or saving")
-        rest_nomoney = MONEY_RE.sub(" ", rest)
-        for m in PERCENT_RE.findall(rest_nomoney):
-            if m.replace(" ", "") not in pct_ok:
-                errors.append(f"discount {m} is not this product's discount")
-        rest_nopct = PERCENT_RE.sub(" ", rest_nomoney)
-        for month, year in MONTH_YEAR_RE.findall(rest_nopct):
-            if f"{month} {year}" not in dates_ok:
-                errors.append(f"date {month} {year} is not a purchase date in this history")
-        rest_nodate = MONTH_YEAR_RE.sub(" ", rest_nopct)
-        for y in YEAR_RE.findall(rest_nodate):
-            if y not in years_ok:
-                errors.append(f"year {y} is not in this history or the product's year")
-        subject_numbers = {n for s in subjects for n in NUMBER_RE.findall(s[1] + " " + " ".join(map(str, s[4].values())))}
-        for n in NUMBER_RE.findall(YEAR_RE.sub(" ", rest_nodate)):
-            if n not in subject_numbers:
-                errors.append(f"number {n} is not a fact of the items this sentence is about")
-        # plain-word facts
-        words = WORD_RE.findall(rest)
-        for w in words:
-            lw = w.lower()
-            if lw in facts.category_words and lw not in allowed:
-                errors.append(f"category word {w!r} does not fit the items this sentence is about")
-            elif lw in facts.attribute_words and lw not in allowed:
-                errors.append(f"attribute {w!r} is not a property of the items this sentence is about")
-        for b in brands_ok:
-            rest = rest.replace(b, " ")  # "Wilson Jones" is allowed: its "Wilson" must not look like another brand
-        for b in facts.brands:
-            if b not in brands_ok and re.search(rf"(?<![\w-]){re.escape(b)}(?![\w-])", rest):
-                errors.append(f"brand {b!r} is not the brand of the items this sentence is about")
-    return Verification(ok=not errors, text=text, errors=sorted(set(errors)))
-
-
-def ground(slotted: str, rec: NarrativeRecord, facts: FactBase) -> Verification:
-    """Fill then verify: the one call the generator and evaluation use."""
-    text, citations, slot_errors = fill_slots(slotted, rec)
-    result = verify(text, rec, facts)
-    result.errors = slot_errors + result.errors
-    result.ok = not result.errors
-    result.citations = citations
-    return result
+def ground(slotted: str, rec: NarrativeRecord) -> Verification:
+    """Fill the model's slots from the record, then `verify` the text: the one call the generator,
+    the fine-tuning data and evaluation use."""
+    return verify(fill(slotted, slot_values(rec)), rec)

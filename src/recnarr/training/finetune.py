@@ -219,7 +219,7 @@ def _rss_mb() -> tuple[float, float]:
 def run_variant(cfg_dict: dict[str, Any], variant: str, base: str | None, out: str) -> dict[str, Any]:
     """Train one comparison variant and measure it (runs in its own process; see `compare_methods`)."""
     from recnarr.data.tokenizer import get_tokenizer
-    from recnarr.evaluation.generation import fact_base, grounding_pass_rate
+    from recnarr.evaluation.generation import grounding_pass_rate
 
     cfg: RunConfig = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(RunConfig), cfg_dict))
     method, rank = parse_variant(variant)
@@ -254,7 +254,7 @@ def run_variant(cfg_dict: dict[str, Any], variant: str, base: str | None, out: s
     served = model if method == "full" else merged_model(trainer.last_dir, base)[0]
     examples = load_examples(cfg.stage_dir("narratives"), "val")
     if cfg.finetune.eval_examples > 0:
-        g = grounding_pass_rate(served, examples, fact_base(cfg), get_tokenizer(), cfg.finetune.eval_examples,
+        g = grounding_pass_rate(served, examples, get_tokenizer(), cfg.finetune.eval_examples,
                                 cfg.finetune.eval_max_new_tokens)
         row.update(grounding_passed=g["passed"], grounding_tried=g["tried"], grounding_pass_rate=g["pass_rate"],
                    mean_new_tokens=g["mean_new_tokens"], grounding_failures=g["failures"])

@@ -1,0 +1,328 @@
+"""The claim model: every kind of claim a narrative may make, and the record field each comes from.
+
+A narrative is made of two things only: words of the connective vocabulary (`data.connectives`:
+tone, glue, calls to action; they assert nothing) and slots. Every claim reaches the text through
+a slot filled from the record, so the model never writes a fact itself:
+
+    claim                 slots                          filled from
+    identity              {product} {brand}              product.title, product.brand
+    kind / category       {kind} {a_kind} {category}     the title's head noun, else the leaf category
+    purpose               {purpose}                      lexicon.PURPOSE[leaf category], else description
+    attribute             {feature}                      a title clause or a descriptive attribute
+    price                 {price} {sale_price}           product.price, price * (1 - discount)
+                          {discount} {saving}            (known prices only: an unknown price has none)
+    release               {year}                         product.attributes.year
+    customer              {name}                         user.name (first name)
+    past interaction      {pastK} {pastK_date}           history[K]: its title, its own date,
+                          {pastK_verb}                   and the verb of its event (bought, rated ...)
+    relation              {pastK_link}                   product vs history[K] categories (+ COMPLEMENTS)
+    bought together       {pair_support} {pair}          orders shared by >= min_support customers
+
+Binding rules, checked on the slotted text (`check`): a slot must be one this record can fill; a
+`{pastK_date}`, `{pastK_verb}` or `{pastK_link}` must sit in the same clause as its own `{pastK}`;
+`{pair}` and `{pair_support}` only together, in one clause; the recommended product is named; every
+other word is connective vocabulary, and no digit stands outside a slot. A narrative that breaks a
+rule is rejected with the rule named. Checking a written text (`reslot`) first turns the record's
+values back into slots, choosing among equal values (two purchases in one month) by clause.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from recnarr.data.connectives import VOCABULARY
+from recnarr.data.lexicon import COMPLEMENTS, PURPOSE
+from recnarr.data.schema import Product
+
+SLOT_RE = re.compile(r"\{([a-z_]+[0-9]*(?:_[a-z]+)?)\}")
+CLAUSE_RE = re.compile(r"[.!?;:]+(?=\s|$)|\s[-\u2013\u2014]\s")
+WORD_RE = re.compile(r"[A-Za-z][A-Za-z'\u2019-]*")
+PAST_RE = re.compile(r"past(\d+)(?:_(date|verb|link))?$")
+# the verb a past interaction is told with, by its event (schema.EVENT_TYPES)
+EVENT_VERBS = {"purchase": "bought", "rating": "rated", "view": "viewed", "cart": "saved"}
+# how the product relates to a past item, by `relation()`; each fits "It is {link} the {pastK}"
+LINKS = {"same": "from the same category as", "family": "from the same department as",
+         "complement": "a natural companion to", "other": "a change of pace from"}
+MIN_SUPPORT = 3  # "bought together" needs at least this many distinct customers (narratives.min_support)
+# what each slot claims and where its value comes from (for citations and docs)
+SOURCES = {"product": "product.title", "brand": "product.brand", "kind": "product.title|category",
+           "a_kind": "product.title|category", "category": "product.category[-1]",
+           "purpose": "lexicon.PURPOSE[category]|product.description", "feature": "product.title|attributes",
+           "price": "product.price", "sale_price": "product.price*(1-discount)", "discount": "product.discount",
+           "saving": "product.price*discount", "year": "product.attributes.year", "name": "user.name",
+           "pair": "copurchase.title", "pair_support": "copurchase.customers"}
+DESCRIPTIVE_KEYS = ("color", "colour", "finish", "material", "size", "style")
+
+
+@dataclass(frozen=True)
+class Pair:
+    """An item bought in the same order as the product, and by how many distinct customers."""
+
+    title: str
+    support: int
+
+
+# ---------------------------------------------------------------- facts as text
+def money(x: float) -> str:
+    return f"${x:,.2f}"
+
+
+def month_year(iso: str) -> str:
+    from datetime import date
+
+    return date.fromisoformat(iso[:10]).strftime("%B %Y")
+
+
+def first_name(name: str | None) -> str | None:
+    return name.split()[0] if name and name.split() else None
+
+
+def product_year(p: Product) -> str | None:
+    y = p.attributes.get("year")
+    return str(y) if y and str(y).isdigit() else None
+
+
+def _lower(word: str) -> str:
+    return word if word.isupper() and len(word) > 1 else word.lower()
+
+
+def is_plural(kind: str) -> bool:
+    return kind.endswith("s") and not kind.endswith("ss")
+
+
+def with_article(kind: str) -> str:
+    return kind if is_plural(kind) else ("an " if kind[:1].lower() in "aeiou" else "a ") + kind
+
+
+def kind_phrase(p: Product) -> str:
+    """What the product is, from its own data: a film's genre; else the title's head noun phrase
+    ("Hon Deluxe Fabric Upholstered Stacking Chairs, Rounded Back" -> "stacking chairs"); else its
+    leaf category ("Xerox 221" in Paper -> "paper product"); else a neutral "pick"."""
+    leaf = p.category[-1] if p.category else ""
+    if p.category and p.category[0] == "Movies":
+        return f"{leaf.lower()} movie" if len(p.category) > 1 else "movie"
+    head = p.title.split(",")[0]
+    if p.brand and head.lower().startswith(p.brand.lower()):
+        head = head[len(p.brand):]
+    head = re.split(r"\s(?:with|for|by|-|/|&)\s", head)[0]
+    words = [w.strip("\"'()") for w in head.split()]
+    words = [w for w in words if re.fullmatch(r"[A-Za-z][A-Za-z'-]+", w)]
+    if len(words) >= 2:
+        return " ".join(_lower(w) for w in words[-2:])
+    return f"{singular(leaf.lower())} product" if leaf else "pick"
+
+
+def singular(word: str) -> str:
+    """Rough English singular, enough for category names: "accessories" -> "accessory"."""
+    if word.endswith("ies"):
+        return word[:-3] + "y"
+    if word.endswith("s") and not word.endswith("ss"):
+        return word[:-1]
+    return word
+
+
+def purpose_phrase(p: Product) -> str | None:
+    """What it is for: the lexicon's phrase for its leaf category, else its description's first clause
+    when that reads as a verb phrase ("keeps ..."); None when nothing fits (the writer then says none)."""
+    leaf = p.category[-1] if p.category else ""
+    if PURPOSE.get(leaf):
+        options = PURPOSE[leaf]
+        return options[sum(map(ord, p.id)) % len(options)]  # one phrase per product: stable across texts
+    first = re.split(r"[.;!?]", p.description or "")[0].strip()
+    if re.fullmatch(r"(?:keeps|makes|holds|gives|adds|brings|helps|lets|turns) [a-z ,'-]{3,60}", first):
+        return first
+    return None
+
+
+def features(p: Product) -> list[str]:
+    """True features in words: title clauses ("Rounded Back") and descriptive attributes ("Black");
+    clauses with digits are left out (numbers are claims of their own)."""
+    out = [c.strip() for c in p.title.split(",")[1:] if 2 < len(c.strip()) <= 40]
+    out += [str(v) for k, v in p.attributes.items() if k.lower() in DESCRIPTIVE_KEYS and v]
+    seen, uniq = set(), []
+    for f in out:
+        if re.search(r"[\d*]", f) or f.lower() in seen:
+            continue
+        seen.add(f.lower())
+        uniq.append(f)
+    return uniq[:3]
+
+
+def feature_phrase(p: Product) -> str | None:
+    """The first feature as a phrase: "in black", "with rounded back"; None without one."""
+    feats = features(p)
+    if not feats:
+        return None
+    f = feats[0].lower()
+    return f"in {f}" if " " not in f else f"with {f}"
+
+
+def relation(p: Product, category: list[str]) -> str:
+    """same | family | complement | other: how the product's categories relate to a past item's."""
+    a, b = (p.category[-1] if p.category else ""), (category[-1] if category else "")
+    if a and a == b:
+        return "same"
+    if frozenset((a, b)) in COMPLEMENTS:
+        return "complement"
+    if p.category and category and p.category[0] == category[0] and len(p.category) > 1:
+        return "family"
+    return "other"
+
+
+def bought_together(interactions) -> dict[str, tuple[str, int]]:
+    """For each product, the item the most distinct customers bought in the same order with it (same
+    customer, same time, purchase events only), and how many customers that is: the support of a
+    "bought together" claim, counted on the raw interactions the claim is said of."""
+    from collections import defaultdict
+
+    buys = interactions[interactions["event"] == "purchase"]
+    who: dict[str, dict[str, set]] = defaultdict(lambda: defaultdict(set))
+    for (user, _), order in buys.groupby(["user_id", "timestamp"])["product_id"]:
+        items = set(map(str, order))
+        for a in items:
+            for b in items - {a}:
+                who[a][b].add(user)
+    # the most supported partner; ties go to the smaller id, so the answer never depends on order
+    return {a: min(((b, len(users)) for b, users in partners.items()), key=lambda t: (-t[1], t[0]))
+            for a, partners in who.items()}
+
+
+# ---------------------------------------------------------------- the record's slots
+def slot_values(rec) -> dict[str, str]:
+    """Every slot a `NarrativeRecord` can fill, with its exact text: the only source of claims."""
+    p = rec.product
+    values: dict[str, str] = {"product": p.title, "kind": kind_phrase(p)}
+    values["a_kind"] = with_article(values["kind"])
+    if p.category:
+        leaf = p.category[-1].lower()
+        values["category"] = f"{leaf} movies" if p.category[0] == "Movies" and len(p.category) > 1 else leaf
+    if (purpose := purpose_phrase(p)) is not None:
+        values["purpose"] = purpose
+    if (feature := feature_phrase(p)) is not None:
+        values["feature"] = feature
+    if rec.customer and first_name(rec.customer):
+        values["name"] = first_name(rec.customer)
+    if p.brand:
+        values["brand"] = p.brand
+    if p.price > 0:
+        values["price"] = money(p.price)
+        if p.discount > 0:
+            values["sale_price"] = money(p.sale_price)
+            values["discount"] = f"{round(p.discount * 100)}%"
+            values["saving"] = money(round(p.price - p.sale_price, 2))
+    pair = rec.pair
+    if pair is not None and pair.support >= rec.min_support:
+        values["pair"] = pair.title
+        values["pair_support"] = f"{pair.support} customers bought it together with"
+    if (y := product_year(p)) is not None:
+        values["year"] = y
+    for k, h in enumerate(rec.history, 1):
+        values[f"past{k}"] = h.title
+        if h.date:
+            values[f"past{k}_date"] = month_year(h.date)
+        if h.event in EVENT_VERBS:
+            values[f"past{k}_verb"] = EVENT_VERBS[h.event]
+        values[f"past{k}_link"] = LINKS[relation(p, h.category)]
+    return values
+
+
+def slot_source(name: str, rec) -> str:
+    m = PAST_RE.fullmatch(name)
+    if m:
+        k, part = int(m.group(1)), m.group(2) or "title"
+        field = {"title": "title", "date": "date", "verb": "event", "link": "category"}[part]
+        return f"history[{k}]:{rec.history[k - 1].product_id}.{field}"
+    return f"product:{rec.product.id}.{SOURCES.get(name, name)}"
+
+
+# ---------------------------------------------------------------- checking slotted text
+def clauses(slotted: str) -> list[str]:
+    return [c for c in CLAUSE_RE.split(slotted) if c.strip()]
+
+
+def _owner(name: str) -> str | None:
+    """The slot a bound slot must share its clause with: past2_date -> past2, pair_support -> pair."""
+    m = PAST_RE.fullmatch(name)
+    if m and m.group(2):
+        return f"past{m.group(1)}"
+    return {"pair_support": "pair", "pair": "pair_support"}.get(name)
+
+
+def check(slotted: str, values: dict[str, str]) -> list[str]:
+    """Every binding rule (module docstring) on a slotted narrative; [] when it may be shown."""
+    errors: list[str] = []
+    names = SLOT_RE.findall(slotted)
+    for name in dict.fromkeys(names):
+        if name not in values:
+            errors.append(f"slot {{{name}}} has no value for this record (it would state what no record backs)")
+    if "product" not in names:
+        errors.append("the narrative does not name the recommended product")
+    for clause in clauses(slotted):
+        here = set(SLOT_RE.findall(clause))
+        for name in sorted(here):
+            owner = _owner(name)
+            if owner is not None and owner not in here:
+                what = {"date": "date", "verb": "event verb", "link": "relation"}.get(name.rsplit("_", 1)[-1], name)
+                errors.append(f"{{{name}}} ({what}) is not in the same clause as {{{owner}}}: "
+                              f"{clause.strip()!r}")
+    plain = SLOT_RE.sub(" ", slotted)
+    numbers = re.findall(r"\S*\d\S*", plain)
+    if numbers:
+        errors.append(f"digits outside a slot: {' '.join(numbers)!r} (numbers are claims: only slots state them)")
+    unknown = [w for w in WORD_RE.findall(plain) if w.lower().replace("\u2019", "'") not in VOCABULARY]
+    for w in dict.fromkeys(unknown):
+        errors.append(f"word {w!r} is not connective vocabulary: it states something no record backs")
+    return errors
+
+
+# ---------------------------------------------------------------- filling and reading back
+_ARTICLE_TITLE = re.compile(r"^(?:The|A|An)\s", re.I)
+
+
+def fill(slotted: str, values: dict[str, str]) -> str:
+    """Slots replaced by their values; "the {past1}" before a title that has its own article ("The
+    Game") drops ours. Unknown slots stay as they are (`check` reports them)."""
+    def repl(m: re.Match) -> str:
+        return values.get(m.group(1), m.group(0))
+
+    def drop_article(m: re.Match) -> str:
+        v = values.get(m.group(2))
+        return m.group(0)[len(m.group(1)):] if v and _ARTICLE_TITLE.match(v) else m.group(0)
+
+    slotted = re.sub(r"\b([Tt]he )\{([a-z_0-9]+)\}", drop_article, slotted)
+    return SLOT_RE.sub(repl, slotted)
+
+
+def reslot(text: str, values: dict[str, str]) -> str:
+    """A written narrative read back into slots: each value of the record found in the text (longest
+    first, on word boundaries) becomes its slot. A value several slots share (two purchases in one
+    month) goes to the one whose owner slot is in the same clause, else the first."""
+    by_value: dict[str, list[str]] = {}
+    for name, v in values.items():
+        by_value.setdefault(v, []).append(name)
+    marks: dict[str, list[str]] = {}
+    out = text
+    for i, v in enumerate(sorted(by_value, key=len, reverse=True)):
+        pattern = re.compile(rf"(?<![\w$]){re.escape(v)}(?!\w)")
+        if pattern.search(out):
+            mark = f"\u00a7{i}\u00a7"
+            marks[mark] = by_value[v]
+            out = pattern.sub(mark, out)
+    parts = CLAUSE_RE.split(out)
+    seps = CLAUSE_RE.findall(out)
+    resolved = []
+    for clause in parts:
+        here = re.findall("\u00a7\\d+\u00a7", clause)
+        present = {n for m in here for n in marks[m]}
+        owners = {o for n in present if (o := _owner(n)) is not None}
+        for m in here:
+            names = marks[m]
+            # the reading that binds: a date whose item is here, an item whose date/verb/link is here
+            bound = [n for n in names if _owner(n) in present or n in owners]
+            clause = clause.replace(m, "{" + (bound or names)[0] + "}", 1)
+        resolved.append(clause)
+    joined = resolved[0]
+    for sep, clause in zip(seps, resolved[1:], strict=True):
+        joined += sep + clause
+    return joined
