@@ -55,3 +55,17 @@ def test_cli_takes_overrides_before_and_after_flags(tmp_path, monkeypatch):
     assert cli.main(["x", "--preset", "tiny", "--flag", "not-an-override"]) == 2  # "not of the form key=value"
     with pytest.raises(SystemExit):
         cli.main(["x", "--preset", "tiny", f"run_dir={tmp_path}", "--nope", "a=1"])
+
+
+def test_a_list_flag_does_not_swallow_the_overrides_after_it(tmp_path, monkeypatch):
+    """`evaluate narratives --only int8 eval.narrative_examples=150`: the override is an override."""
+    import recnarr.cli as cli
+
+    seen = {}
+    monkeypatch.setitem(sys.modules, "fake_stage_mod", types.SimpleNamespace(run=lambda cfg, **f: seen.update(
+        cfg=cfg, flags=f) or 0))
+    monkeypatch.setattr(cli, "COMMANDS", [cli.Command("x", "a test stage", "fake_stage_mod:run",
+                                                      [cli.opt("--only", nargs="*", default=None)])])
+    assert cli.main(["x", "--preset", "tiny", "--only", "int8", "gguf", f"run_dir={tmp_path}", "corpus.max_docs=3"]) == 0
+    assert seen["flags"] == {"only": ["int8", "gguf"]} and seen["cfg"].corpus.max_docs == 3
+    assert seen["cfg"].run_dir == str(tmp_path)

@@ -175,6 +175,11 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [a for a in extra if a.startswith("-") or "=" not in a]
     if unknown:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    # a list flag (`--only a b`, `--modes int8`) swallows the key=value items after it: hand them back
+    for name, value in vars(args).items():
+        if name != "overrides" and isinstance(value, list) and any("=" in v for v in value):
+            setattr(args, name, [v for v in value if "=" not in v] or None)
+            extra = [*extra, *(v for v in value if "=" in v)]
     if extra:
         args.overrides = [*(getattr(args, "overrides", None) or []), *extra]
     cmd: Command = args._command

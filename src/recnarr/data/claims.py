@@ -105,7 +105,7 @@ def kind_phrase(p: Product) -> str:
     head = p.title.split(",")[0]
     if p.brand and head.lower().startswith(p.brand.lower()):
         head = head[len(p.brand):]
-    head = re.split(r"\s(?:with|for|by|-|/|&)\s", head)[0]
+    head = re.split(r"\s(?:with|for|by|-|/|&)\s", head, flags=re.I)[0]  # "Binders With Label Holder"
     words = [w.strip("\"'()") for w in head.split()]
     words = [w for w in words if re.fullmatch(r"[A-Za-z][A-Za-z'-]+", w)]
     if len(words) >= 2:
@@ -124,7 +124,8 @@ def singular(word: str) -> str:
 
 def purpose_phrase(p: Product) -> str | None:
     """What it is for: the lexicon's phrase for its leaf category, else its description's first clause
-    when that reads as a verb phrase ("keeps ..."); None when nothing fits (the writer then says none)."""
+    when that reads as a verb phrase ("keeps ..."), else the neutral "is part of our <category> range";
+    None without a category."""
     leaf = p.category[-1] if p.category else ""
     if PURPOSE.get(leaf):
         options = PURPOSE[leaf]
@@ -132,7 +133,8 @@ def purpose_phrase(p: Product) -> str | None:
     first = re.split(r"[.;!?]", p.description or "")[0].strip()
     if re.fullmatch(r"(?:keeps|makes|holds|gives|adds|brings|helps|lets|turns) [a-z ,'-]{3,60}", first):
         return first
-    return None
+    # the neutral phrase where nothing fits: true of any product in that category
+    return f"is part of our {leaf.lower()} range" if leaf else None
 
 
 def features(p: Product) -> list[str]:

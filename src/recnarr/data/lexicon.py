@@ -2,29 +2,32 @@
 
 Plain data, no logic. Keyed by the last element of a product's category path (Superstore
 sub-categories, MovieLens genres); anything else falls back to the product's own description.
-Phrases never name another category, so a narrative stays true of the product it is said of.
+Phrases never name another category, so a narrative stays true of the product it is said of. They
+say what a kind of product is for, never what it is ("is a ... sheet") nor how good it is ("built to
+last"): those would be kind and quality claims no record backs (the audit in `evaluation/audit.py`
+flagged them).
 """
 
 PURPOSE: dict[str, list[str]] = {
     # Superstore sub-categories
     "Accessories": ["rounds out a desk setup", "makes the everyday computer work smoother",
-                    "is the kind of small upgrade you notice every day"],
+                    "keeps the tools you use daily within reach"],
     "Appliances": ["keeps the office running comfortably", "takes care of a daily chore for you",
-                   "is built for everyday use at work or at home"],
-    "Art": ["is made for sketching, marking and note-taking", "keeps your desk drawer ready for ideas",
+                   "helps at work or at home"],
+    "Art": ["suits sketching, marking and note-taking", "keeps your desk drawer ready for ideas",
             "suits drawing and writing alike"],
     "Binders": ["keeps reports and handouts organized", "turns loose pages into a tidy presentation",
                 "holds documents together for meetings and archives"],
     "Bookcases": ["gives books and files a proper home", "adds shelf space without crowding the room",
                   "brings order to a home office or a reception area"],
-    "Chairs": ["keeps you comfortable through long working days", "is made for hours at the desk",
+    "Chairs": ["keeps you comfortable through long working days", "suits long hours at the desk",
                "supports the way you sit and work"],
     "Copiers": ["handles copying for a busy office", "keeps documents moving in the office",
                 "takes on high-volume copy jobs"],
     "Envelopes": ["gets your mail out looking professional", "protects what you send",
                   "keeps your mailings neat and consistent"],
     "Fasteners": ["keeps loose pages together", "holds notes and pages in place",
-                  "is the small fix for a cluttered desk"],
+                  "keeps a desk tidy"],
     "Furnishings": ["finishes the look of a workspace", "adds a practical touch to the office",
                     "makes a room feel organized"],
     "Labels": ["makes filing and mailing faster", "keeps folders and shelves easy to read",
@@ -32,34 +35,34 @@ PURPOSE: dict[str, list[str]] = {
     "Machines": ["takes on the heavy lifting for office documents", "saves time on everyday office jobs",
                  "brings more capability to your workspace"],
     "Paper": ["is ready for everyday printing and copying", "keeps the printer stocked",
-              "is a dependable everyday sheet"],
+              "suits printing and copying alike"],
     "Phones": ["keeps you connected on the go", "makes calls and messages easier",
                "keeps you reachable wherever you work"],
     "Storage": ["gives files and odds and ends a place of their own", "keeps clutter off the desk",
-                "makes it easy to find what you put away"],
-    "Supplies": ["is a dependable tool for the desk drawer", "handles the small jobs every office has",
-                 "is built to last through daily use"],
+                "makes stored things easy to find"],
+    "Supplies": ["keeps the desk drawer ready", "handles the small jobs every office has",
+                 "handles everyday desk jobs"],
     "Tables": ["gives meetings and projects room to spread out", "anchors a workspace",
                "makes room for work and meetings"],
     # MovieLens genres
     "Action": ["keeps the pace high from start to finish", "is built around big set pieces"],
-    "Adventure": ["takes you somewhere new", "is a journey worth taking"],
-    "Animation": ["is a treat for the whole family", "shows what animation can do"],
-    "Children's": ["is one to watch with the kids", "works for young and old viewers alike"],
+    "Adventure": ["takes you somewhere new", "goes on a journey"],
+    "Animation": ["suits the whole family", "shows what animation can do"],
+    "Children's": ["suits watching with the kids", "works for young and old viewers alike"],
     "Comedy": ["is good for a laugh", "keeps the mood light"],
     "Crime": ["keeps you guessing", "is full of tension and twists"],
     "Documentary": ["tells a true story well", "opens a window on the real world"],
     "Drama": ["is driven by its characters", "stays with you after the credits"],
     "Fantasy": ["builds a world of its own", "lets the imagination run"],
     "Film-Noir": ["is moody and sharp", "is full of shadows and sharp dialogue"],
-    "Horror": ["is made for a night with the lights off", "delivers the chills"],
+    "Horror": ["suits a night with the lights off", "delivers the chills"],
     "Musical": ["is carried by its songs", "puts the music first"],
     "Mystery": ["keeps you guessing until the end", "rewards close attention"],
-    "Romance": ["is made for a cozy evening", "has heart to spare"],
+    "Romance": ["suits a cozy evening", "has heart to spare"],
     "Sci-Fi": ["imagines another world", "asks big what-if questions"],
     "Thriller": ["keeps you on the edge of your seat", "builds tension scene by scene"],
     "War": ["looks hard at conflict and courage", "tells a story of courage under fire"],
-    "Western": ["rides out on the open frontier", "is a classic frontier story"],
+    "Western": ["rides out on the open frontier", "tells a frontier story"],
 }
 
 # kinds that complete each other (either direction)

@@ -494,6 +494,11 @@ def evaluate_system(system: System, gen: NarrativeGenerator, examples: list[dict
     row["latencies"] = [o["latency_s"] for o in outs]
     row["samples"] = [_sample(used[j], outs[j], check_text(outs[j]["raw"], used[j], facts, auditor))
                       for j in sample_indices(used, cfg.eval.narrative_samples)]
+    # every final text the audit found a false claim in, with the claims: what a reader must look at
+    row["audit_findings"] = [{"user_id": r.user_id, "product_id": r.product.id, "text": o["text"],
+                              "fallback": o["fallback"], "claims": c["audit"]}
+                             for o, r in zip(outs, used, strict=True)
+                             if (c := check_text(o["text"], r, facts, auditor))["false"]]
     row["seconds"] = time.perf_counter() - t0
     return row
 

@@ -2,8 +2,10 @@
 
 The generator is loaded once (model, quantization mode, tokenizer, index, dataset) and then serves
 any number of requests. The model writes one narrative about the top recommendation; a narrative
-that fails the verifier is regenerated with a new seed (`max_retries`), and if every try fails a
-plain factual sentence is returned instead, flagged `fallback=True`. Nothing about an anonymous
+that fails the verifier is regenerated with a new seed (`max_retries`). If every try fails, the
+sentences of an attempt that pass on their own are kept (`verified_sentences`: e.g. a sentence that
+opened a `{year}` slot a record without a year cannot fill is dropped), when what is left names the
+product and verifies whole; else a plain factual narrative is returned, flagged `fallback=True`. Nothing about an anonymous
 caller is stored.
 """
 
@@ -22,7 +24,7 @@ from recnarr.data.claims import slot_values
 from recnarr.data.narratives import END_OF_NARRATIVE, NarrativeRecord, format_prompt
 from recnarr.data.schema import Dataset, Product
 from recnarr.inference.engine import Engine, SamplingParams
-from recnarr.inference.grounding import Citation, ground
+from recnarr.inference.grounding import MISSING_PRODUCT, Citation, ground
 from recnarr.inference.records import RecordBuilder
 from recnarr.retrieval.recommender import Filters, Recommender
 
@@ -68,6 +70,23 @@ def fallback_text(rec: NarrativeRecord) -> str:
         when = f" in {{past{k}_date}}" if f"past{k}_date" in v else ""
         parts.append(f"It is {{past{k}_link}} the {{past{k}}} you {{past{k}_verb}}{when}.")
     return " ".join(parts)
+
+
+SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+def verified_sentences(slotted: str, rec: NarrativeRecord) -> tuple[str, list[str]]:
+    """The sentences of a failed narrative that pass the verifier on their own, in order, and the
+    errors of the ones left out. The binding rules keep each claim inside its own clause, so a
+    sentence never leans on a dropped one for its facts; the joined text is verified again whole."""
+    kept, dropped = [], []
+    for sentence in SENTENCE_END.split(slotted):
+        errors = [e for e in ground(sentence, rec).errors if e != MISSING_PRODUCT]
+        if errors:
+            dropped.append(f"{sentence!r}: {errors[0]}")
+        else:
+            kept.append(sentence)
+    return " ".join(kept), dropped
 
 
 class SlotStream:
@@ -194,6 +213,7 @@ class NarrativeGenerator:
 
     def _narrate(self, rec: NarrativeRecord, sampling: dict[str, Any] | None, timings: dict, tokens: dict):
         last_errors: list[str] = []
+        written: list[str] = []
         attempts = 1 + self.gen.max_retries
         for attempt in range(attempts):
             prompt, params = self._prompt(rec, self._sampling(sampling, attempt))
@@ -222,6 +242,15 @@ class NarrativeGenerator:
             if check is not None and check.ok:
                 return Narrative(check.text, True, False, attempt + 1, rec.product.id, slotted, [], check.citations)
             last_errors = check.errors if check else ["empty narrative"]
+            if slotted:
+                written.append(slotted)
+        # every attempt failed: before the fallback, the attempts' verified sentences (module docstring)
+        for slotted in written:
+            kept, dropped = verified_sentences(slotted, rec)
+            check = ground(kept, rec) if kept else None
+            if check is not None and check.ok:
+                return Narrative(check.text, True, False, attempts, rec.product.id, slotted,
+                                 [f"dropped: {e}" for e in dropped], check.citations)
         fb = ground(fallback_text(rec), rec)
         return Narrative(fb.text, fb.ok, True, attempts, rec.product.id, "", last_errors, fb.citations)
 
