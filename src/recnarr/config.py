@@ -191,7 +191,8 @@ class GenerationConfig:
     top_p: float = 0.95
     repetition_penalty: float = 1.1
     seed: int | None = None
-    max_retries: int = 2  # verifier failures regenerate with a new seed this many times
+    max_retries: int = 2  # a sentence the verifier rejects is rolled back and sampled again this many times
+    max_batch: int = 16  # narratives decoded together in one session (continuous batching)
     # torch: recnarr's GPT (any quantize.mode); llamacpp: a GGUF file run by llama.cpp (the llamacpp extra)
     backend: str = "torch"
 

@@ -188,11 +188,14 @@ class ScriptedModel(nn.Module):
                 last_only=False):
         B, T = idx.shape
         assert kv_cache is not None, "the scripted model only runs with the engine's cache"
-        if kv_cache.pos == 0:  # prefill: the whole prompt
+        if positions.dim() == 1:  # prefill: the whole prompt
             self.prompt_len = T
-        i = kv_cache.pos + T - self.prompt_len  # tokens generated so far
+            done = [0] * B
+        else:  # a decode step: position ids say how many tokens each row has
+            done = (positions[:, -1] + 1 - self.prompt_len).tolist()
         logits = torch.full((B, 1, self.config.vocab_size), -10.0)
-        logits[:, :, self.script[min(i, len(self.script) - 1)]] = 10.0
+        for b, i in enumerate(done):
+            logits[b, :, self.script[min(i, len(self.script) - 1)]] = 10.0
         return logits, None
 
 

@@ -114,8 +114,9 @@ def test_llamacpp_f32_matches_torch_logits_and_greedy_tokens(engines, tiny):
     idx = torch.tensor([ids])
     with torch.no_grad():
         ref = tiny(idx)[0][0, -1]
-    with llama_engine.backend.open(idx, idx, None, True) as run:
-        got = run.logits(0, len(ids))[0]
+    slots = llama_engine.backend.open(1, True)
+    got = slots.prefill(0, ids)
+    slots.close()
     assert (ref - got).abs().max().item() < 1e-3  # f32 both sides; different kernels and GELU code
     a = torch_engine.generate(ids, max_new_tokens=24, temperature=0)
     b = llama_engine.generate(ids, max_new_tokens=24, temperature=0)
@@ -150,8 +151,9 @@ def test_llamacpp_quantized_files_load_and_stay_close(llama_cpp, tiny, engines, 
     idx = torch.tensor([ids])
     with torch.no_grad():
         ref = tiny(idx)[0][0, -1]
-    with model.open(idx, idx, None, True) as run:
-        got = run.logits(0, len(ids))[0]
+    slots = model.open(1, True)
+    got = slots.prefill(0, ids)
+    slots.close()
     err = (ref - got).abs().max().item() / ref.abs().max().item()
     assert err < (0.05 if quant == "q8_0" else 0.3)
 

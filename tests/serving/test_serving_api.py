@@ -48,7 +48,7 @@ def test_recommend_known_customer_random_model(client):
     n = body["narrative"]
     # a random-init model writes noise: the verifier passes it only when it states no fact at all;
     # anything else ends in the flagged fallback
-    assert n["product_id"] == body["products"][0]["id"] and 1 <= n["attempts"] <= 2
+    assert n["product_id"] == body["products"][0]["id"] and n["attempts"] >= 1
     assert n["verified"] or n["fallback"]
     assert set(body["timings_ms"]) >= {"queue", "retrieval", "generate", "verify", "total"}
     assert body["tokens"]["generated"] > 0 and body["tokens_per_second"] > 0
@@ -60,8 +60,9 @@ def test_recommend_false_fact_ends_in_flagged_fallback(lying_client):
     assert r.status_code == 200, r.text
     body = r.json()
     n = body["narrative"]
-    assert n["fallback"] is True and n["verified"] is True and n["attempts"] == 2
-    assert any("$0.99" in e for e in n["errors"])
+    # the grammar never lets "$0.99" be written; the forced sentence is left out, nothing names the product
+    assert n["fallback"] is True and n["verified"] is True and n["attempts"] >= 2
+    assert any(e.startswith("left out: 'The {product} is now") for e in n["errors"])
     top = body["products"][0]
     assert n["product_id"] == top["id"] and top["title"] in n["text"] and "$0.99" not in n["text"]
     assert {c["fact"] for c in n["citations"]} >= {"product"}
@@ -216,18 +217,18 @@ def test_stream_event_order_random_model(client):
         events = sse(r)
     kinds = [k for k, _ in events]
     assert kinds[0] == "products" and kinds[-1] == "final" and kinds.count("final") == 1
-    assert set(kinds[1:-1]) == {"token"}  # the first attempt streams as it is written
+    assert set(kinds[1:-1]) <= {"token"}  # verified sentences, as they pass
     assert [p["id"] for p in events[0][1]["products"]] == [p["id"] for p in events[-1][1]["products"]]
     assert events[-1][1]["narrative"]["text"]
 
 
-def test_stream_fallback_replaces_streamed_text(lying_client):
+def test_stream_fallback_is_all_that_is_streamed(lying_client):
     with lying_client.stream("POST", "/v1/recommendations/stream", json={"user_id": USER}) as r:
         events = sse(r)
     streamed = "".join(d["text"] for k, d in events if k == "token")
     final = events[-1][1]["narrative"]
     assert events[-1][0] == "final" and final["fallback"]
-    assert "$0.99" in streamed and "$0.99" not in final["text"]  # the client must show the final text
+    assert streamed == final["text"] and "$0.99" not in streamed  # no unverified byte was sent
 
 
 def test_stream_verified_tokens_match_final_text(scripted_client):
@@ -236,7 +237,7 @@ def test_stream_verified_tokens_match_final_text(scripted_client):
     assert [k for k, _ in events][0] == "products" and events[-1][0] == "final"
     streamed = "".join(d["text"] for k, d in events if k == "token")
     final = events[-1][1]["narrative"]
-    assert final["verified"] and not final["fallback"] and streamed.strip() == final["text"]
+    assert final["verified"] and not final["fallback"] and streamed == final["text"]
     assert "{" not in streamed  # slots are filled before any text leaves the server
 
 
@@ -345,7 +346,7 @@ def test_metrics_prometheus_text(lying_client):
     assert metric(text, "recnarr_http_request_duration_seconds_count", method="POST", route="/v1/recommendations") == 2
     assert metric(text, "recnarr_generated_tokens_total") > 0 and metric(text, "recnarr_generate_seconds_total") > 0
     assert metric(text, "recnarr_tokens_per_second_count") == 1
-    assert metric(text, "recnarr_verifier_failures_total") == 2 and metric(text, "recnarr_fallbacks_total") == 1
+    assert metric(text, "recnarr_verifier_failures_total") >= 2 and metric(text, "recnarr_fallbacks_total") == 1
     assert metric(text, "recnarr_narratives_total", outcome="fallback") == 1
     assert metric(text, "recnarr_recommendation_stage_seconds_count", stage="retrieval") == 1
     assert metric(text, "recnarr_model_ready") == 1 and metric(text, "recnarr_queue_waiting") == 0

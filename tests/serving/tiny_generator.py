@@ -1,7 +1,7 @@
 """A tiny NarrativeGenerator for serving tests: a small office-supplies catalog, four customers, a FAISS
 index over hashed bag-of-words vectors (no embedding model), and either a random-init `tiny` GPT (its
-noise is mostly refused by the verifier -> the flagged fallback), a scripted engine that always writes
-the same slotted narrative (verified, with citations), or a lying one (always the flagged fallback).
+noise is held to the claim grammar), a scripted engine that always writes the same slotted narrative
+(verified, with citations), or a lying one (it wants to state a false price; the grammar refuses).
 
 Importable in a subprocess as a factory: `RECNARR_GENERATOR_FACTORY=tiny_generator:build` with this
 folder on PYTHONPATH; `RECNARR_TEST_ENGINE=scripted|lying` picks a scripted engine.
@@ -12,8 +12,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -94,36 +92,65 @@ def hashed_vectors(texts: list[str]) -> np.ndarray:
     return out / np.linalg.norm(out, axis=1, keepdims=True)
 
 
-@dataclass
-class ScriptedResult:
-    text: str
+class ScriptedSlots:
+    """Each row's logits peak at the next token of the text `text_for(prompt)` (then the end of text),
+    whatever was fed: a model that learned one narrative. Rollbacks and row moves are honoured."""
+
+    def __init__(self, backend: ScriptedBackend, rows: int):
+        self.backend, self.rows = backend, [None] * rows  # per row: [script tokens, position]
+
+    def _logits(self, row: int) -> torch.Tensor:
+        script, i, _ = self.rows[row]
+        out = torch.full((self.backend.config.vocab_size,), -10.0)
+        out[script[min(i, len(script) - 1)]] = 10.0
+        return out
+
+    def prefill(self, row: int, tokens: list[int]) -> torch.Tensor:
+        tok = self.backend.tokenizer
+        script = tok.encode(self.backend.text_for(tok.decode(tokens))) + [tok.eot_token]
+        self.rows[row] = [script, 0, len(tokens)]
+        return self._logits(row)
+
+    def step(self, tokens: list[int]) -> torch.Tensor:
+        for i in range(len(tokens)):
+            self.rows[i][1] += 1
+        return torch.stack([self._logits(i) for i in range(len(tokens))])
+
+    def truncate(self, row: int, length: int) -> None:
+        self.rows[row][1] = length - self.rows[row][2]
+
+    def move(self, src: int, dst: int) -> None:
+        self.rows[dst] = self.rows[src]
+
+    def close(self) -> None:
+        pass
 
 
-class ScriptedEngine:
-    """Writes the same slotted narrative every time, a few characters per step (like a model that
-    learned the format): exercises the verified path and citations without training anything.
-    `lying=True` writes a false price every time: every attempt fails, the flagged fallback is returned."""
+class ScriptedBackend:
+    """An engine backend that writes the same slotted narrative every time (like a model that learned
+    the format): exercises verified decoding and citations without training anything. `lying=True`
+    wants to write a false price every time; the grammar does not let it."""
 
     LIE = "The {product} is now only $0.99!"  # a price that is no fact of the product
+    max_rows = 64
 
     def __init__(self, tokenizer: Any, block_size: int = 512, lying: bool = False):
-        self.tokenizer = tokenizer
-        self.lying = lying
+        self.tokenizer, self.lying = tokenizer, lying
         self.config = GPTConfig(block_size=block_size, n_layer=1, n_head=1, n_embd=8)
 
-    @staticmethod
-    def text_for(prompt: str) -> str:
+    def text_for(self, prompt: str) -> str:
+        if self.lying:
+            return self.LIE
         m = re.search(r"### reason: \w+ to \[(\d+)\]", prompt)
         link = f"It is {{past{m.group(1)}_link}} the {{past{m.group(1)}}}. " if m else ""
         return link + "Meet the {product} at {price}."
 
-    def stream(self, prompt: str, params: Any) -> Iterator[str]:
-        text = self.LIE if self.lying else self.text_for(prompt)
-        for i in range(0, len(text), 6):
-            yield text[i:i + 6]
+    def open(self, rows: int, cached: bool) -> ScriptedSlots:
+        return ScriptedSlots(self, rows)
 
-    def generate(self, prompt: str, params: Any) -> ScriptedResult:
-        return ScriptedResult("".join(self.stream(prompt, params)))
+
+def ScriptedEngine(tokenizer: Any, block_size: int = 512, lying: bool = False, backend=ScriptedBackend) -> Engine:
+    return Engine(backend(tokenizer, block_size, lying), tokenizer)
 
 
 def build(settings: Any = None, engine: str | None = None, max_new_tokens: int = 12) -> NarrativeGenerator:
@@ -139,6 +166,7 @@ def build(settings: Any = None, engine: str | None = None, max_new_tokens: int =
     if kind in ("scripted", "lying"):
         eng: Any = ScriptedEngine(tok, lying=kind == "lying")
         model_info = f"{kind}-test-engine"
+        max_new_tokens = max(max_new_tokens, 48)  # room for the whole script
     else:
         torch.manual_seed(0)
         eng = Engine(GPT(PRESETS["tiny"]).eval(), tok)

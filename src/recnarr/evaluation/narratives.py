@@ -2,7 +2,7 @@
 
 Data: `<run>/narratives/test.jsonl` (users unseen in fine-tuning, candidate products held out of it), the
 first `eval.narrative_examples` examples. Every system narrates the same records, through the generator
-that serves (`NarrativeGenerator._narrate`: prompt -> engine -> fill slots -> verify -> retry -> fallback),
+that serves (`NarrativeGenerator._narrate`: prompt -> grammar-guided decoding -> sentence checks -> fallback),
 sampling as configured in `generation` with seed `eval.seed + i` for example i (the same for every system).
 
 Systems (rows). A system whose artifacts are missing stays in the table as "not run", with the command
@@ -24,8 +24,8 @@ that produces it; one that fails is shown as "failed" with the error.
 Metrics (per system):
 - perplexity on the references (target tokens + end-of-text only, tokenized exactly as in fine-tuning:
   `training.narrative_batches.tokenize_example`); not defined for the writer.
-- grounding. raw = the model's first attempt (before the verifier: what a plain generate would show),
-  final = what the user sees (after retries and the fallback). False claims come from the independent
+- grounding. raw = what the model wrote under the claim grammar, sentences the verifier left out
+  included (constrained decoding without sentence checks), final = what the user sees. False claims come from the independent
   audit (`evaluation.audit`: separate code that checks each claim against the raw tables), never from
   the verifier judging itself. Hallucination rate = share of narratives with >= 1 false claim (empty
   first attempts are counted apart, as `empty_rate_raw`). First-attempt pass rate = share the verifier
@@ -52,7 +52,6 @@ import copy
 import importlib.util
 import json
 import math
-import re
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -259,36 +258,38 @@ def _gguf_loader(path: Path) -> Callable[[], Any]:
 
 class NoRagEngine:
     """An engine that takes the retrieval lines out of every text prompt before generating (no-RAG).
-    Wrapping the engine keeps the generator itself (prompt fitting, retries, fallback) exactly as served;
+    Wrapping the engine keeps the generator itself (prompt fitting, guide, fallback) exactly as served;
     only the prompt-token count the generator records is that of the full prompt."""
 
     def __init__(self, engine: Any):
         self.engine = engine
-        self.config, self.tokenizer = engine.config, engine.tokenizer
+        self.config, self.tokenizer, self.backend = engine.config, engine.tokenizer, engine.backend
 
-    def stream(self, prompt: Any, params: Any = None, **kw: Any):
-        return self.engine.stream(strip_retrieval(prompt) if isinstance(prompt, str) else prompt, params, **kw)
+    def session(self, rows: int = 16) -> Any:
+        session = self.engine.session(rows)
+        add = session.add
+        session.add = lambda prompt, *a, **kw: add(strip_retrieval(prompt) if isinstance(prompt, str) else prompt,
+                                                   *a, **kw)
+        return session
 
     def generate(self, prompt: Any, params: Any = None, **kw: Any):
         return self.engine.generate(strip_retrieval(prompt) if isinstance(prompt, str) else prompt, params, **kw)
 
 
 def narrate(gen: NarrativeGenerator, rec: NarrativeRecord, sampling: dict[str, Any]) -> dict[str, Any]:
-    """One narrative through the generator's own loop. The first attempt is streamed: its pieces (slots
-    filled as they arrive) are that attempt's text before the verifier."""
+    """One narrative through the generator's own loop. `raw` is what the model wrote under the grammar
+    (left-out sentences included): what constrained decoding alone, without sentence checks, would show."""
     timings, tokens = {"generate": 0.0, "verify": 0.0}, {"prompt": 0, "generated": 0}
-    pieces: list[str] = []
     t0 = time.perf_counter()
-    steps = gen._narrate(rec, sampling, timings, tokens)
+    steps = gen._narrate(rec, sampling, timings, tokens, False)
     while True:
         try:
-            event = next(steps)
+            next(steps)
         except StopIteration as stop:
             narrative = stop.value
             break
-        pieces.append(event["text"])
     latency = time.perf_counter() - t0
-    return {"raw": re.sub(r"\s+", " ", "".join(pieces)).strip(), "narrative": narrative, "latency_s": latency,
+    return {"raw": narrative.written or narrative.text, "narrative": narrative, "latency_s": latency,
             "prompt_tokens": tokens["prompt"], "generated_tokens": tokens["generated"]}
 
 

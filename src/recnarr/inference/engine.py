@@ -1,12 +1,17 @@
-"""Generation engine, separate from the model: KV cache, one `sample()`, text-level stops, streaming.
+"""Generation engine, separate from the model: KV cache, one sampler, guides, stops, streaming, batching.
 
-Prefill runs the whole prompt once and writes every layer's keys/values into a preallocated cache;
-each decode step then feeds one token per row and attends to the cache. `generate_uncached` reruns
-the full forward for every new token and is kept as the oracle that the cached path is tested
-against (greedy outputs must be equal, exactly, in fp32).
+Every sequence is a row of a `Session` (continuous batching): the prompt is prefilled into the row's
+own KV-cache slot, then each step feeds one token per running row in one forward. Rows join and leave
+between steps, each with its own positions, sampling settings, seeded generator and guide, so a row
+generates what it would alone. `generate_uncached` reruns the full forward for every new token and is
+kept as the oracle the cached path is tested against (greedy outputs must be equal in fp32).
 
-Batches of prompts of different lengths are left-padded: pad positions are masked out of attention
-and position ids count only real tokens, so a row generates what it would alone.
+Sampling touches as little of the vocabulary as it can: penalties only on tokens already seen, top-k
+as a partial selection, top-p over the k survivors, so sampling costs about what greedy does.
+
+A `Guide` steers a row: it says which tokens may come next (the claim grammar, in
+`inference.decoding`) and may reject a finished segment (a sentence), which rolls the row back, KV
+cache included, to the last commit point and samples the segment again.
 
 Text is handled as bytes: GPT-2 tokens are byte sequences and one character (an emoji, an accented
 letter) may be split across tokens. Stop sequences are matched on the decoded text, across token
@@ -17,8 +22,9 @@ out to be the start of a stop sequence.
 from __future__ import annotations
 
 import codecs
+from collections import deque
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 import torch
@@ -95,112 +101,109 @@ class SamplingParams:
         return self.repetition_penalty != 1.0 or self.frequency_penalty != 0.0 or self.presence_penalty != 0.0
 
 
-def process_logits(
-    logits: Tensor,
-    params: SamplingParams,
-    *,
-    output_counts: Tensor | None = None,
-    prompt_mask: Tensor | None = None,
-) -> Tensor:
-    """Penalties, temperature, top-k and top-p applied to next-token logits (B, V); filtered-out tokens
-    become -inf. Returns a new float32 tensor (the input is untouched). With temperature 0 the result is
-    not divided (the caller takes the argmax).
-
-    output_counts (B, V): how often each token was generated so far; prompt_mask (B, V) bool: tokens
-    present in the prompt. Both only matter for the penalties. Order as in HF/vLLM.
-    """
-    logits = logits.float()
-    if params.penalized and (output_counts is not None or prompt_mask is not None):
-        seen = torch.zeros_like(logits, dtype=torch.bool)
-        if prompt_mask is not None:
-            seen |= prompt_mask
-        if output_counts is not None:
-            seen |= output_counts > 0
-        if params.repetition_penalty != 1.0:
-            penalized = torch.where(logits > 0, logits / params.repetition_penalty, logits * params.repetition_penalty)
-            logits = torch.where(seen, penalized, logits)
-        if output_counts is not None:
-            counts = output_counts.to(logits.dtype)
-            logits = logits - params.frequency_penalty * counts - params.presence_penalty * (counts > 0).to(logits.dtype)
-    if params.greedy:
-        return logits
-    logits = logits / params.temperature
-    if params.top_k and params.top_k < logits.size(-1):
-        kth = torch.topk(logits, params.top_k, dim=-1).values[:, -1:]  # (B, 1): the k-th largest
-        logits = logits.masked_fill(logits < kth, float("-inf"))  # ties with the k-th stay
-    if params.top_p < 1.0:
-        sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
-        probs = sorted_logits.softmax(dim=-1)
-        # keep a token if the mass strictly before it is < top_p: the token that crosses top_p stays,
-        # and so does the most likely token
-        drop_sorted = (probs.cumsum(dim=-1) - probs) >= params.top_p
-        drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
-        logits = logits.masked_fill(drop, float("-inf"))
+# ---------------------------------------------------------------- sampling
+def penalize(logits: Tensor, params: SamplingParams, seen: Tensor | None = None, out_ids: Tensor | None = None,
+             out_counts: Tensor | None = None) -> Tensor:
+    """Penalties on one row of logits (V,), touching only the tokens that were seen: `seen` (n,) ids in the
+    prompt or the output (repetition penalty), `out_ids`/`out_counts` the output's ids and how often each
+    came (frequency and presence). Returns a new float32 tensor."""
+    logits = logits.float().clone()
+    if params.repetition_penalty != 1.0 and seen is not None and seen.numel():
+        v = logits[seen]
+        logits[seen] = torch.where(v > 0, v / params.repetition_penalty, v * params.repetition_penalty)
+    if (params.frequency_penalty or params.presence_penalty) and out_ids is not None and out_ids.numel():
+        counts = out_counts.to(logits.dtype)
+        logits[out_ids] -= params.frequency_penalty * counts + params.presence_penalty
     return logits
 
 
-def sample(
-    logits: Tensor,
-    params: SamplingParams,
-    *,
-    generator: torch.Generator | None = None,
-    output_counts: Tensor | None = None,
-    prompt_mask: Tensor | None = None,
-) -> Tensor:
-    """The one sampling function: next-token logits (B, V) -> token ids (B,). Pure (inputs untouched).
+def select(logits: Tensor, params: SamplingParams) -> tuple[Tensor, Tensor]:
+    """The tokens that may be drawn from one row of (penalized) logits (V,), best first, and their tempered
+    logits: top-k first (a partial selection, not a sort of the vocabulary), then top-p on the k survivors
+    (the mass strictly before a token must be < top_p: the token that crosses top_p stays, and so does the
+    most likely one). With top-k off and top-p on, the whole vocabulary is sorted."""
+    V = logits.size(-1)
+    if 0 < params.top_k < V:
+        vals, ids = torch.topk(logits, params.top_k)  # sorted, descending
+    elif params.top_p < 1.0:
+        vals, ids = torch.sort(logits, descending=True)
+    else:
+        vals, ids = logits, torch.arange(V, device=logits.device)
+    vals = vals / params.temperature if params.temperature > 0 else vals
+    if params.top_p < 1.0:
+        probs = vals.softmax(-1)
+        keep = (probs.cumsum(-1) - probs) < params.top_p
+        keep[0] = True
+        vals, ids = vals[keep], ids[keep]
+    return ids, vals
 
-    `process_logits` (penalties, temperature, top-k, top-p), then argmax when temperature is 0, else one
-    draw per row from `generator` (seeded: reproducible).
-    """
+
+def _seen(prompt_mask: Tensor | None, counts: Tensor | None, b: int) -> tuple[Tensor | None, Tensor, Tensor]:
+    seen = torch.zeros(0, dtype=torch.bool)
+    if prompt_mask is not None:
+        seen = prompt_mask[b].clone()
+    if counts is not None:
+        seen = (seen | (counts[b] > 0)) if seen.numel() else counts[b] > 0
+    out_ids = (counts[b] > 0).nonzero().squeeze(-1) if counts is not None else torch.zeros(0, dtype=torch.long)
+    out_counts = counts[b][out_ids] if counts is not None else torch.zeros(0)
+    return (seen.nonzero().squeeze(-1) if seen.numel() else None), out_ids, out_counts
+
+
+def process_logits(logits: Tensor, params: SamplingParams, *, output_counts: Tensor | None = None,
+                   prompt_mask: Tensor | None = None) -> Tensor:
+    """Penalties, temperature, top-k and top-p on next-token logits (B, V), as a (B, V) tensor whose
+    filtered-out tokens are -inf (with temperature 0: penalized, not divided; the caller takes the argmax).
+    output_counts (B, V): how often each token was generated; prompt_mask (B, V) bool: tokens in the prompt.
+    Order as in HF/vLLM. The engine calls `penalize` and `select` per row; this is their batch form."""
+    out = torch.full(logits.shape, float("-inf"), dtype=torch.float32, device=logits.device)
+    for b in range(logits.size(0)):
+        row = logits[b]
+        if params.penalized:
+            row = penalize(row, params, *_seen(prompt_mask, output_counts, b))
+        if params.greedy:
+            out[b] = row.float()
+            continue
+        ids, vals = select(row.float(), params)
+        out[b, ids] = vals
+    return out
+
+
+def sample(logits: Tensor, params: SamplingParams, *, generator: torch.Generator | None = None,
+           output_counts: Tensor | None = None, prompt_mask: Tensor | None = None) -> Tensor:
+    """Next-token logits (B, V) -> token ids (B,): `process_logits`, then the argmax when temperature is 0,
+    else one draw per row from `generator` (seeded: reproducible). Pure (inputs untouched)."""
     logits = process_logits(logits, params, output_counts=output_counts, prompt_mask=prompt_mask)
     if params.greedy:
         return logits.argmax(dim=-1)
     return torch.multinomial(logits.softmax(dim=-1), 1, generator=generator).squeeze(-1)
 
 
-class KVCache:
-    """Preallocated keys/values for every layer: (n_layer, B, nh, max_len, hs) each, written in place.
+# ---------------------------------------------------------------- guides: constraints and rollback
+GO_ON, COMMIT, REJECT = 0, 1, 2
+STRAIN = 0.1  # below this much of the model's probability on allowed tokens, a choice is forced on it
 
-    `key_mask` (B, max_len) marks real tokens (False on left padding). The engine calls `begin(T)` before
-    a forward of T new tokens, the model's attention calls `update` once per layer, then `commit()`.
+
+class Guide(Protocol):
+    """Steers one row while it is sampled (the logits processor of this engine, whatever the backend).
+
+    `allows(token)`: whether the token may come next; the engine samples as usual and asks only about
+    the token it drew (llama.cpp's grammar sampler does the same), masking more only when that one is
+    refused. `push(token)` after each token: COMMIT marks a rollback point (what came so far is final),
+    REJECT asks the engine to drop every token since the last commit point (its KV cache included) and
+    sample them again. `strain()`: the next token had to be forced (the model put less than STRAIN of
+    its probability on allowed tokens); REJECT takes the segment again, GO_ON forces it.
+    `rewind()` tells the guide a rollback happened; `finish(reason)` that the row ended.
     """
 
-    def __init__(self, n_layer: int, batch: int, n_head: int, max_len: int, head_size: int,
-                 dtype: torch.dtype, device: torch.device):
-        shape = (n_layer, batch, n_head, max_len, head_size)
-        self.k = torch.empty(shape, dtype=dtype, device=device)
-        self.v = torch.empty(shape, dtype=dtype, device=device)
-        self.max_len = max_len
-        self.key_mask: Tensor | None = None  # (B, max_len) bool, set only for padded batches
-        self.pos = 0  # filled length
-        self._end = 0
-        self._mask: Tensor | None = None
+    def allows(self, token: int) -> bool: ...
 
-    def reset(self, key_mask: Tensor | None = None) -> None:
-        self.pos, self.key_mask = 0, key_mask
+    def strain(self) -> int: ...
 
-    def begin(self, T: int) -> None:
-        self._end = self.pos + T
-        if self._end > self.max_len:
-            raise ValueError(f"KV cache of {self.max_len} positions is full")
-        if self.key_mask is None and (T == 1 or self.pos == 0):
-            self._mask = None  # plain causal attention is exact (see gpt.KVCache)
-            return
-        rows = torch.arange(self.pos, self._end, device=self.k.device)[:, None]  # (T, 1) query positions
-        cols = torch.arange(self._end, device=self.k.device)[None, :]  # (1, S) key positions
-        mask = cols <= rows  # (T, S) causal
-        if self.key_mask is not None:
-            # a query always sees itself, so padded rows attend to something and stay finite
-            mask = mask & (self.key_mask[:, None, None, : self._end] | (cols == rows))  # (B, 1, T, S)
-        self._mask = mask
+    def push(self, token: int) -> int: ...
 
-    def update(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
-        self.k[layer, :, :, self.pos : self._end] = k  # in place: no per-step allocation
-        self.v[layer, :, :, self.pos : self._end] = v
-        return self.k[layer, :, :, : self._end], self.v[layer, :, :, : self._end], self._mask
+    def rewind(self) -> None: ...
 
-    def commit(self) -> None:
-        self.pos = self._end
+    def finish(self, reason: str) -> None: ...
 
 
 @dataclass
@@ -211,50 +214,7 @@ class Generation:
     text: str
     finish_reason: str  # "stop" (stop token or stop sequence) | "length"
     prompt_tokens: int
-
-
-@dataclass
-class _Row:
-    """Per-row text state: incremental UTF-8 decoding, stop-sequence search, what was already streamed."""
-
-    stop: tuple[str, ...]
-    tokens: list[int] = field(default_factory=list)
-    text: str = ""
-    emitted: int = 0
-    finish_reason: str | None = None
-    decoder: codecs.IncrementalDecoder = field(
-        default_factory=lambda: codecs.getincrementaldecoder("utf-8")(errors="replace")
-    )
-
-    def push(self, token: int, piece: bytes, is_stop_token: bool, check_stops: bool) -> None:
-        self.tokens.append(token)
-        if is_stop_token:
-            self.text += self.decoder.decode(b"", final=True)
-            self.finish_reason = "stop"
-            return
-        before = len(self.text)
-        self.text += self.decoder.decode(piece)  # only complete characters come out
-        if check_stops and self.stop:
-            start = max(0, before - max(len(s) for s in self.stop) + 1)
-            hits = [i for i in (self.text.find(s, start) for s in self.stop) if i >= 0]
-            if hits:
-                self.text = self.text[: min(hits)]
-                self.finish_reason = "stop"
-
-    def finish_length(self) -> None:
-        self.text += self.decoder.decode(b"", final=True)
-        self.finish_reason = self.finish_reason or "length"
-
-    def take(self) -> str:
-        """Text safe to stream now: complete characters, minus a tail that could begin a stop sequence."""
-        end = len(self.text)
-        if self.finish_reason is None and self.stop:
-            for n in range(min(len(self.text), max(len(s) for s in self.stop) - 1), 0, -1):
-                if any(s.startswith(self.text[-n:]) for s in self.stop):
-                    end -= n
-                    break
-        piece, self.emitted = self.text[self.emitted : end], max(self.emitted, end)
-        return piece
+    rollbacks: int = 0  # segments a guide rejected and the engine sampled again
 
 
 def relayout_for_decode(model: torch.nn.Module) -> None:
@@ -269,83 +229,417 @@ def relayout_for_decode(model: torch.nn.Module) -> None:
                 module.weight.data = module.weight.data.t().contiguous().t()
 
 
-class Run(Protocol):
-    """One generation call's model state (a KV cache) in some runtime."""
+# ---------------------------------------------------------------- KV state: slots, one per row
+class SlotCache:
+    """Keys/values for up to `rows` sequences, (n_layer, rows, nh, max_len, hs) each, written in place.
 
-    def logits(self, start: int, end: int) -> Tensor:
-        """Feed `idx[:, start:end]` (the engine fills `idx` as it samples); the next-token logits (B, V)."""
+    Row i holds its own sequence from position 0, so a row's physical slot is its position id: rows of
+    different lengths decode together without padding (a mask hides each row's unused tail), a row is
+    rolled back by moving its length back (`truncate`), and a finished row's place is taken by moving
+    the last row into it (`move`). The model's attention calls `update` once per layer.
+    """
+
+    def __init__(self, n_layer: int, rows: int, n_head: int, max_len: int, head_size: int,
+                 dtype: torch.dtype, device: torch.device):
+        shape = (n_layer, rows, n_head, max_len, head_size)
+        self.k = torch.zeros(shape, dtype=dtype, device=device)
+        self.v = torch.zeros(shape, dtype=dtype, device=device)
+        self.lens = [0] * rows  # tokens held per row
+        self.device = device
+        self._prefill: int | None = None  # the row a prefill writes, or None for a decode step
+        self._n, self._pos, self._S, self._mask = 0, None, 0, None
+
+    def begin_prefill(self, row: int) -> None:
+        self._prefill = row
+
+    def begin_step(self, n: int) -> Tensor:
+        """A step of one new token for each of rows 0..n-1; returns their position ids (n,)."""
+        lens = self.lens[:n]
+        self._prefill, self._n, self._S = None, n, max(lens) + 1
+        self._pos = torch.tensor(lens, device=self.device)
+        self._same = min(lens) == max(lens)
+        self._mask = None if self._same else (
+            torch.arange(self._S, device=self.device)[None, :] <= self._pos[:, None])[:, None, None, :]
+        return self._pos
+
+    def update(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
+        kl, vl = self.k[layer], self.v[layer]
+        if self._prefill is not None:  # one row's prompt: plain causal attention over itself
+            T = k.size(2)
+            kl[self._prefill, :, :T], vl[self._prefill, :, :T] = k[0], v[0]
+            return k, v, None
+        n = self._n
+        if self._same:  # every row at the same position: one slice (the single-row case)
+            p = self.lens[0]
+            kl[:n, :, p], vl[:n, :, p] = k[:, :, 0], v[:, :, 0]
+        else:
+            rows = torch.arange(n, device=self.device)
+            kl[rows, :, self._pos], vl[rows, :, self._pos] = k[:, :, 0], v[:, :, 0]
+        return kl[:n, :, : self._S], vl[:n, :, : self._S], self._mask
+
+    def commit(self, length: int | None = None) -> None:
+        if self._prefill is not None:
+            self.lens[self._prefill] = length
+        else:
+            for i in range(self._n):
+                self.lens[i] += 1
+
+    def truncate(self, row: int, length: int) -> None:
+        self.lens[row] = length  # later writes overwrite the rest; the mask hides it until then
+
+    def move(self, src: int, dst: int) -> None:
+        n = self.lens[src]
+        self.k[:, dst, :, :n] = self.k[:, src, :, :n]
+        self.v[:, dst, :, :n] = self.v[:, src, :, :n]
+        self.lens[dst] = n
+
+
+class Slots(Protocol):
+    """One backend's KV state for up to `rows` sequences (a session's rows 0..n-1)."""
+
+    def prefill(self, row: int, tokens: list[int]) -> Tensor:
+        """Start row `row` on these tokens; the next-token logits (V,)."""
         ...
 
-    def __enter__(self) -> Run: ...
+    def step(self, tokens: list[int]) -> Tensor:
+        """One token for each of rows 0..len(tokens)-1; their next-token logits (n, V)."""
+        ...
 
-    def __exit__(self, *exc: object) -> None: ...
+    def truncate(self, row: int, length: int) -> None:
+        """Keep the first `length` tokens of the row (a rollback)."""
+        ...
+
+    def move(self, src: int, dst: int) -> None:
+        """Row `src` becomes row `dst` (dst's sequence has finished)."""
+        ...
+
+    def close(self) -> None: ...
 
 
 class Backend(Protocol):
-    """What produces logits for the engine. Sampling, stops, streaming and text stay in the engine, so
-    every backend gets the same controls. `batched`: whether a run may hold more than one row."""
+    """What produces logits for the engine. Sampling, guides, stops, streaming and text stay in the
+    engine, so every backend gets the same controls. `max_rows`: sequences one session may hold."""
 
     config: GPTConfig
-    batched: bool
+    max_rows: int
 
-    def open(self, idx: Tensor, positions: Tensor, key_mask: Tensor | None, cached: bool) -> Run: ...
+    def open(self, rows: int, cached: bool) -> Slots: ...
 
 
-class TorchRun:
-    """A `GPT` over one call: a KV cache sized to what the call will hold (calls may run concurrently),
-    or, for the `generate_uncached` oracle, a full forward over the whole sequence at every step."""
+class TorchSlots:
+    def __init__(self, model: torch.nn.Module, rows: int):
+        cfg, p = model.config, next(model.parameters())
+        self.model = model
+        self.cache = SlotCache(cfg.n_layer, rows, cfg.n_head, cfg.block_size, cfg.n_embd // cfg.n_head,
+                               p.dtype, p.device)
 
-    def __init__(self, model: torch.nn.Module, idx: Tensor, positions: Tensor, key_mask: Tensor | None,
-                 cached: bool):
-        self.model, self.idx, self.positions, self.key_mask = model, idx, positions, key_mask
-        self.cache = None
-        if cached:
-            cfg = model.config
-            p = next(model.parameters())
-            self.cache = KVCache(cfg.n_layer, idx.size(0), cfg.n_head, idx.size(1), cfg.n_embd // cfg.n_head,
-                                 p.dtype, p.device)
-            self.cache.reset(key_mask)
+    def prefill(self, row: int, tokens: list[int]) -> Tensor:
+        idx = torch.tensor([tokens], device=self.cache.device)
+        self.cache.begin_prefill(row)
+        logits, _ = self.model(idx, positions=torch.arange(len(tokens), device=idx.device), kv_cache=self.cache,
+                               last_only=True)
+        self.cache.commit(len(tokens))
+        return logits[0, -1]
 
-    def logits(self, start: int, end: int) -> Tensor:
-        padded = self.key_mask is not None
-        if self.cache is None:  # recompute everything up to `end`
-            mask = None
-            if padded:
-                causal = torch.ones(end, end, dtype=torch.bool, device=self.idx.device).tril()
-                eye = torch.eye(end, dtype=torch.bool, device=self.idx.device)
-                mask = causal & (self.key_mask[:, None, None, :end] | eye)
-            logits, _ = self.model(self.idx[:, :end], positions=self.positions[:, :end] if padded else None,
-                                   attn_mask=mask, last_only=True)
-            return logits[:, -1, :]
-        self.cache.begin(end - start)
-        pos = self.positions[:, start:end] if padded or start > 0 else None
-        logits, _ = self.model(self.idx[:, start:end], positions=pos, kv_cache=self.cache, last_only=True)
+    def step(self, tokens: list[int]) -> Tensor:
+        pos = self.cache.begin_step(len(tokens))
+        idx = torch.tensor(tokens, device=self.cache.device)[:, None]
+        logits, _ = self.model(idx, positions=pos[:, None], kv_cache=self.cache, last_only=True)
         self.cache.commit()
-        return logits[:, -1, :]
+        return logits[:, -1]
 
-    def __enter__(self) -> TorchRun:
-        return self
+    def truncate(self, row: int, length: int) -> None:
+        self.cache.truncate(row, length)
 
-    def __exit__(self, *exc: object) -> None:
+    def move(self, src: int, dst: int) -> None:
+        self.cache.move(src, dst)
+
+    def close(self) -> None:
         self.cache = None
+
+
+class UncachedSlots:
+    """The oracle: every step reruns the full forward over each row's whole sequence."""
+
+    def __init__(self, model: torch.nn.Module, rows: int):
+        self.model, self.seqs = model, [[] for _ in range(rows)]
+        self.device = next(model.parameters()).device
+
+    def _last(self, row: int) -> Tensor:
+        logits, _ = self.model(torch.tensor([self.seqs[row]], device=self.device), last_only=True)
+        return logits[0, -1]
+
+    def prefill(self, row: int, tokens: list[int]) -> Tensor:
+        self.seqs[row] = list(tokens)
+        return self._last(row)
+
+    def step(self, tokens: list[int]) -> Tensor:
+        for i, t in enumerate(tokens):
+            self.seqs[i].append(t)
+        return torch.stack([self._last(i) for i in range(len(tokens))])
+
+    def truncate(self, row: int, length: int) -> None:
+        del self.seqs[row][length:]
+
+    def move(self, src: int, dst: int) -> None:
+        self.seqs[dst] = self.seqs[src]
+
+    def close(self) -> None:
+        self.seqs = []
 
 
 class TorchBackend:
-    """The default backend: recnarr's own GPT in PyTorch (any quantization mode, batches, the oracle)."""
+    """The default backend: recnarr's own GPT in PyTorch (any quantization mode, many rows, the oracle)."""
 
-    batched = True
+    max_rows = 64
 
     def __init__(self, model: torch.nn.Module):
         self.model, self.config = model, model.config
 
-    def open(self, idx: Tensor, positions: Tensor, key_mask: Tensor | None, cached: bool) -> TorchRun:
-        return TorchRun(self.model, idx, positions, key_mask, cached)
+    def open(self, rows: int, cached: bool) -> Slots:
+        return TorchSlots(self.model, rows) if cached else UncachedSlots(self.model, rows)
 
 
+# ---------------------------------------------------------------- one row's decoding
+class _Row:
+    """One sequence being decoded: its sampling state, text (incremental UTF-8, stop sequences, what was
+    streamed), guide and last commit point."""
+
+    def __init__(self, prompt: list[int], params: SamplingParams, guide: Guide | None, stop_ids: tuple[int, ...],
+                 decode, vocab_size: int):
+        self.prompt, self.params, self.guide, self.decode = prompt, params, guide, decode
+        self.stop_ids, self.stop_set = stop_ids, set(stop_ids)
+        self.stop_cols = torch.tensor([t for t in stop_ids if 0 <= t < vocab_size], dtype=torch.long)
+        self.rng = torch.Generator().manual_seed(params.seed) if params.seed is not None else None
+        # a rejected segment is sampled again, never greedily (greedy would write it again)
+        self.retry_params = replace(params, temperature=max(params.temperature, 0.7)) if params.greedy else params
+        self.retrying = False
+        self.tokens: list[int] = []
+        self.text, self.emitted = "", 0
+        self.finish_reason: str | None = None
+        self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self.logits: Tensor | None = None  # next-token logits (V,)
+        self.mark_len, self.mark_logits, self.want_mark = 0, None, False
+        self.rollbacks, self.strained = 0, False
+        self.admissible: Tensor | None = None  # token ids a guide may ever allow (its `admissible`), else all
+
+    # ------------------------------------------------------------ sampling
+    def _penalized(self, p: SamplingParams) -> Tensor:
+        logits = self.logits
+        if p.penalized:
+            seen = torch.tensor(sorted(set(self.prompt) | set(self.tokens)), dtype=torch.long)
+            out_ids, out_counts = torch.zeros(0, dtype=torch.long), None
+            if (p.frequency_penalty or p.presence_penalty) and self.tokens:
+                out_ids, out_counts = torch.tensor(self.tokens).unique(return_counts=True)
+            logits = penalize(logits, p, seen, out_ids, out_counts)
+        if len(self.tokens) < p.min_new_tokens and self.stop_cols.numel():
+            logits = logits.index_fill(0, self.stop_cols, float("-inf"))
+        return logits
+
+    def _draw(self, ids: Tensor, vals: Tensor) -> int:
+        return int(ids[torch.multinomial(vals.softmax(-1), 1, generator=self.rng)])
+
+    def choose(self) -> int:
+        """The next token: sampled as `params` say; with a guide, from the tokens it allows. Sets
+        `strained` when the guide refused what the model wanted and the allowed tokens hold less than
+        STRAIN of the probability (the guide may then take the segment again rather than force it)."""
+        p = self.retry_params if self.retrying else self.params
+        logits = self._penalized(p)
+        self.strained = False
+        allows = self.guide.allows if self.guide is not None else None
+        if p.greedy:
+            tok = int(logits.argmax())
+            if allows is None or allows(tok):
+                return tok
+            vals, ids = torch.topk(logits, min(64, logits.numel()))
+            probs = logits.float().softmax(-1)[ids]
+            ok = torch.tensor([allows(t) for t in ids.tolist()])
+            self.strained = float(probs[ok].sum()) < STRAIN
+            return int(ids[ok][0]) if ok.any() else self._constrained(logits, p)
+        ids, vals = select(logits.float(), p)
+        tok = self._draw(ids, vals)
+        if allows is None or allows(tok):
+            return tok
+        ok = torch.tensor([allows(t) for t in ids.tolist()])
+        self.strained = float(vals.softmax(-1)[ok].sum()) < STRAIN
+        if ok.any():
+            return self._draw(ids[ok], vals[ok])
+        return self._constrained(logits, p)
+
+    def _constrained(self, logits: Tensor, p: SamplingParams) -> int:
+        """No likely token is allowed: walk the admissible tokens by logit and sample among the first
+        allowed ones (top-k of the masked distribution, then top-p)."""
+        pool = self.admissible if self.admissible is not None else torch.arange(logits.numel())
+        order = pool[torch.argsort(logits[pool], descending=True)].tolist()
+        want = 1 if p.greedy else (p.top_k or 256)
+        found = []
+        for t in order:
+            if self.guide.allows(t):
+                found.append(t)
+                if len(found) == want:
+                    break
+        if not found:
+            raise RuntimeError("the guide allows no token at all (a grammar with no way on)")
+        if p.greedy:
+            return found[0]
+        ids = torch.tensor(found)
+        sub = select(logits[ids].float(), replace(p, top_k=0))
+        return int(ids[sub[0][torch.multinomial(sub[1].softmax(-1), 1, generator=self.rng)]])
+
+    # ------------------------------------------------------------ text
+    def push(self, token: int) -> int:
+        self.tokens.append(token)
+        action = self.guide.push(token) if self.guide is not None else GO_ON
+        if action == REJECT:
+            return REJECT
+        p = self.params
+        if token in self.stop_set:
+            self.text += self.decoder.decode(b"", final=True)
+            self.finish_reason = "stop"
+        else:
+            before = len(self.text)
+            self.text += self.decoder.decode(self.decode([token]))  # only complete characters come out
+            if len(self.tokens) >= p.min_new_tokens and p.stop:
+                start = max(0, before - max(len(s) for s in p.stop) + 1)
+                hits = [i for i in (self.text.find(s, start) for s in p.stop) if i >= 0]
+                if hits:
+                    self.text = self.text[: min(hits)]
+                    self.finish_reason = "stop"
+        if self.finish_reason is None and len(self.tokens) >= p.max_new_tokens:
+            self.text += self.decoder.decode(b"", final=True)
+            self.finish_reason = "length"
+        if self.finish_reason is not None and self.guide is not None:
+            self.guide.finish(self.finish_reason)
+        self.want_mark = action == COMMIT
+        return action
+
+    def rewind(self) -> None:
+        """Back to the last commit point: tokens, text and logits as they were there."""
+        del self.tokens[self.mark_len:]
+        self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self.text = self.decoder.decode(self.decode(self.tokens))
+        self.finish_reason = None
+        self.logits, self.retrying = self.mark_logits, True
+        self.rollbacks += 1
+        self.guide.rewind()
+
+    def mark(self) -> None:
+        self.mark_len, self.mark_logits, self.want_mark, self.retrying = len(self.tokens), self.logits, False, False
+
+    def take(self) -> str:
+        """Text safe to stream now: complete characters, minus a tail that could begin a stop sequence."""
+        end, stop = len(self.text), self.params.stop
+        if self.finish_reason is None and stop:
+            for n in range(min(len(self.text), max(len(s) for s in stop) - 1), 0, -1):
+                if any(s.startswith(self.text[-n:]) for s in stop):
+                    end -= n
+                    break
+        piece, self.emitted = self.text[self.emitted : end], max(self.emitted, end)
+        return piece
+
+    def result(self) -> Generation:
+        return Generation(self.tokens, self.text, self.finish_reason or "length", len(self.prompt), self.rollbacks)
+
+
+class Session:
+    """Continuous batching: rows join (`add`) and leave as they finish; every `step` decodes one token
+    for each running row in one forward. A row waits while all `rows` places are taken, and is prefilled
+    on its own when it gets one. Rows never affect each other's tokens: each has its own positions,
+    sampling settings, random generator and guide."""
+
+    def __init__(self, engine: Engine, rows: int, cached: bool = True):
+        self.engine = engine
+        self.rows = max(1, min(rows, engine.backend.max_rows))
+        self.slots = engine.backend.open(self.rows, cached)
+        self.active: list[_Row] = []
+        self.waiting: deque[_Row] = deque()
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self.slots is not None:
+            self.slots.close()
+            self.slots = None
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.active or self.waiting)
+
+    def add(self, prompt: str | Sequence[int], params: SamplingParams | None = None, guide: Guide | None = None,
+            **overrides) -> _Row:
+        """Queue a prompt; the returned row fills in as the session steps (`.result()` once finished)."""
+        e = self.engine
+        params = e._params(params, overrides)
+        ids = e._encode([prompt])[0]
+        block = e.config.block_size
+        if len(ids) + params.max_new_tokens > block:
+            raise ValueError(
+                f"prompt of {len(ids)} tokens + max_new_tokens {params.max_new_tokens} exceeds the model's block_size "
+                f"{block}: shorten the prompt (at most {block - params.max_new_tokens} tokens) or lower max_new_tokens")
+        decode = e.tokenizer.decode_bytes if e.tokenizer is not None else (lambda _ids: b"")
+        row = _Row(ids, params, guide, e._stop_ids(params), decode, e.config.vocab_size)
+        row.admissible = getattr(guide, "admissible", None)
+        self.waiting.append(row)
+        return row
+
+    def cancel(self, row: _Row) -> None:
+        """Stop a row (its caller went away); its place is freed at the next step."""
+        if row in self.waiting:
+            self.waiting.remove(row)
+        row.finish_reason = row.finish_reason or "cancelled"
+
+    @torch.inference_mode()
+    def step(self) -> list[_Row]:
+        """Admit waiting rows, then one token for every running row. Returns the rows that finished."""
+        if any(r.finish_reason is not None for r in self.active):  # cancelled since the last step
+            self._leave([r for r in self.active if r.finish_reason is None], None)
+        while self.waiting and len(self.active) < self.rows:
+            row = self.waiting.popleft()
+            row.logits = self.slots.prefill(len(self.active), row.prompt)
+            row.mark()
+            self.active.append(row)
+        if not self.active:
+            return []
+        tokens, done = [], []
+        for i, row in enumerate(self.active):
+            tok = row.choose()
+            while (row.strained and row.guide.strain() == REJECT) or row.push(tok) == REJECT:
+                self.slots.truncate(i, len(row.prompt) + row.mark_len)  # the rejected token was never fed
+                row.rewind()
+                tok = row.choose()
+            tokens.append(tok)
+            if row.finish_reason is not None:
+                done.append(row)
+        if done:
+            tokens = self._leave([r for r in self.active if r.finish_reason is None], tokens)
+        if self.active:
+            logits = self.slots.step(tokens).float()
+            for i, row in enumerate(self.active):
+                row.logits = logits[i]
+                if row.want_mark:
+                    row.mark()
+        return done
+
+    def _leave(self, keep: list[_Row], tokens: list[int] | None) -> list[int]:
+        """Finished rows leave; the running ones close up, in order, into the first free places."""
+        index = {id(r): i for i, r in enumerate(self.active)}
+        for dst, row in enumerate(keep):
+            if index[id(row)] != dst:
+                self.slots.move(index[id(row)], dst)
+        kept = [tokens[index[id(r)]] for r in keep] if tokens is not None else []
+        self.active = keep
+        return kept
+
+
+# ---------------------------------------------------------------- the engine
 class Engine:
     """Generation for a `GPT` (the torch backend) or another `Backend` that produces logits, such as
-    `inference.llamacpp.LlamaCppModel` (a GGUF file run by llama.cpp). Sampling, stops and streaming
-    are this class's, whatever the backend. A GPT is put in eval mode; generation runs under
+    `inference.llamacpp.LlamaCppModel` (a GGUF file run by llama.cpp). Sampling, guides, stops and
+    streaming are this class's, whatever the backend. A GPT is put in eval mode; generation runs under
     `inference_mode`.
 
     tokenizer: needed for string prompts, stop sequences and text output (`Tokenizer` protocol); with
@@ -363,59 +657,58 @@ class Engine:
             self.model = model.eval()
             if fast_layout and next(model.parameters()).device.type == "cpu":
                 relayout_for_decode(model)
-            p = next(model.parameters())
-            self.device, self.dtype = p.device, p.dtype
             self.backend: Backend = TorchBackend(model)
         else:  # another runtime that only produces logits (inference/llamacpp.py)
             self.model, self.backend = None, model
-            self.device, self.dtype = torch.device("cpu"), torch.float32
 
     # ---------------------------------------------------------------- public API
-    def generate(self, prompt: str | Sequence[int], params: SamplingParams | None = None, **overrides) -> Generation:
+    def session(self, rows: int = 16, cached: bool = True) -> Session:
+        """A continuous batch of up to `rows` sequences (the backend may allow fewer: llama.cpp, one)."""
+        return Session(self, rows, cached)
+
+    def generate(self, prompt: str | Sequence[int], params: SamplingParams | None = None, guide: Guide | None = None,
+                 **overrides) -> Generation:
         """Generate for one prompt (text or token ids). `overrides` are SamplingParams fields."""
-        return self.generate_batch([prompt], params, **overrides)[0]
+        return self.generate_batch([prompt], params, guides=[guide], **overrides)[0]
 
     def generate_batch(self, prompts: Sequence[str | Sequence[int]], params: SamplingParams | None = None,
-                       **overrides) -> list[Generation]:
-        """Generate for several prompts at once (any lengths: left-padded); one `Generation` per prompt."""
-        params = self._params(params, overrides)
-        ids = self._encode(prompts)
-        if not self.backend.batched and len(ids) > 1:
-            return [self.generate(p, params) for p in ids]
-        rows = [_Row(params.stop) for _ in ids]
-        for _ in self._run(ids, params, rows, cached=True):
-            pass
-        return [self._result(r, p) for r, p in zip(rows, ids, strict=True)]
+                       guides: Sequence[Guide | None] | None = None, **overrides) -> list[Generation]:
+        """Generate for several prompts at once (any lengths); one `Generation` per prompt."""
+        return self._generate(prompts, params, guides, overrides, cached=True)
 
     def generate_uncached(self, prompts: Sequence[str | Sequence[int]], params: SamplingParams | None = None,
-                          **overrides) -> list[Generation]:
+                          guides: Sequence[Guide | None] | None = None, **overrides) -> list[Generation]:
         """The reference path: a full forward over the whole sequence for every token, no cache."""
         if not isinstance(self.backend, TorchBackend):
             raise ValueError("generate_uncached is the torch backend's oracle; this engine runs another backend")
-        params = self._params(params, overrides)
-        ids = self._encode(prompts)
-        rows = [_Row(params.stop) for _ in ids]
-        for _ in self._run(ids, params, rows, cached=False):
-            pass
-        return [self._result(r, p) for r, p in zip(rows, ids, strict=True)]
+        return self._generate(prompts, params, guides, overrides, cached=False)
 
     def stream(self, prompt: str | Sequence[int], params: SamplingParams | None = None, **overrides) -> Iterator[str]:
         """Yield text pieces as they are generated. A piece never splits a character and never contains
         (a part of) a stop sequence; the pieces join to `generate(...).text`."""
         if self.tokenizer is None:
             raise ValueError("stream needs a tokenizer: Engine(model, tokenizer)")
-        params = self._params(params, overrides)
-        ids = self._encode([prompt])
-        row = _Row(params.stop)
-        for _ in self._run(ids, params, [row], cached=True):
-            piece = row.take()
-            if piece:
-                yield piece
-        piece = row.take()
-        if piece:
-            yield piece
+        with self.session(1) as s:
+            row = s.add(prompt, params, **overrides)
+            while s.busy:
+                s.step()
+                piece = row.take()
+                if piece:
+                    yield piece
 
     # ---------------------------------------------------------------- internals
+    def _generate(self, prompts, params, guides, overrides, cached: bool) -> list[Generation]:
+        params = self._params(params, overrides)
+        ids = self._encode(prompts)
+        guides = list(guides) if guides is not None else [None] * len(ids)
+        if len(guides) != len(ids):
+            raise ValueError(f"{len(guides)} guides for {len(ids)} prompts")
+        with self.session(len(ids), cached) as s:
+            rows = [s.add(p, params, g) for p, g in zip(ids, guides, strict=True)]
+            while s.busy:
+                s.step()
+        return [r.result() for r in rows]
+
     def _params(self, params: SamplingParams | None, overrides: dict) -> SamplingParams:
         params = replace(params or SamplingParams(), **overrides)  # replace() re-validates
         if params.stop and self.tokenizer is None:
@@ -444,77 +737,3 @@ class Engine:
             return params.stop_token_ids
         eot = getattr(self.tokenizer, "eot_token", None)
         return (eot,) if eot is not None else ()
-
-    def _result(self, row: _Row, prompt: list[int]) -> Generation:
-        return Generation(tokens=row.tokens, text=row.text, finish_reason=row.finish_reason or "length",
-                          prompt_tokens=len(prompt))
-
-    @torch.inference_mode()
-    def _run(self, prompts: list[list[int]], params: SamplingParams, rows: list[_Row], cached: bool) -> Iterator[None]:
-        """The decode loop shared by every public method; yields after each step (for streaming)."""
-        B, lens = len(prompts), [len(p) for p in prompts]
-        T, block = max(lens), self.config.block_size
-        if T + params.max_new_tokens > block:
-            raise ValueError(
-                f"prompt of {T} tokens + max_new_tokens {params.max_new_tokens} exceeds the model's block_size "
-                f"{block}: shorten the prompt (at most {block - params.max_new_tokens} tokens) or lower max_new_tokens"
-            )
-        dev = self.device
-        # left padding: real tokens end-aligned; positions count real tokens only
-        idx = torch.zeros(B, T + params.max_new_tokens, dtype=torch.long, device=dev)  # (B, T + max_new)
-        key_mask = torch.ones(B, T + params.max_new_tokens, dtype=torch.bool, device=dev)
-        for b, p in enumerate(prompts):
-            idx[b, T - len(p) : T] = torch.tensor(p, device=dev)
-            key_mask[b, : T - len(p)] = False
-        padded = min(lens) != T
-        positions = (key_mask.long().cumsum(dim=1) - 1).clamp(min=0)  # (B, T + max_new)
-
-        stop_ids = self._stop_ids(params)
-        prompt_mask = None
-        if params.penalized:
-            prompt_mask = torch.zeros(B, self.config.vocab_size, dtype=torch.bool, device=dev)
-            for b, p in enumerate(prompts):
-                prompt_mask[b, torch.tensor(p, device=dev)] = True
-        with self.backend.open(idx, positions, key_mask if padded else None, cached) as run:
-            yield from self._decode(run, idx, T, params, rows, stop_ids, prompt_mask)
-
-    def _decode(self, run: Run, idx: Tensor, T: int, params: SamplingParams, rows: list[_Row],
-                stop_ids: tuple[int, ...], prompt_mask: Tensor | None) -> Iterator[None]:
-        B, dev = idx.size(0), self.device
-        stop_set = set(stop_ids)
-        generator = None
-        if params.seed is not None:
-            generator = torch.Generator(device=dev).manual_seed(params.seed)
-        counts = None
-        if prompt_mask is not None:
-            counts = torch.zeros(B, self.config.vocab_size, dtype=torch.int32, device=dev)
-        stop_cols = torch.tensor([t for t in stop_ids if 0 <= t < self.config.vocab_size], dtype=torch.long,
-                                 device=dev)
-        decode = self.tokenizer.decode_bytes if self.tokenizer is not None else (lambda _ids: b"")
-        logits = run.logits(0, T)
-        for step in range(params.max_new_tokens):
-            L = T + step  # tokens in the sequence so far
-            last = logits  # (B, V)
-            if step < params.min_new_tokens and stop_cols.numel():
-                last = last.index_fill(1, stop_cols, float("-inf"))
-            if params.greedy and not params.penalized:
-                nxt = last.argmax(dim=-1)  # the common case, without sample()'s copies
-            else:
-                nxt = sample(last, params, generator=generator, output_counts=counts, prompt_mask=prompt_mask)
-            idx[:, L] = nxt
-            if counts is not None:
-                counts[torch.arange(B, device=dev), nxt] += 1
-            check_stops = step + 1 >= params.min_new_tokens
-            for b, tok in enumerate(nxt.tolist()):
-                row = rows[b]
-                if row.finish_reason is None:
-                    row.push(tok, decode([tok]), tok in stop_set, check_stops)
-            if all(r.finish_reason is not None for r in rows):
-                break
-            yield
-            if step + 1 < params.max_new_tokens:
-                logits = run.logits(L, L + 1)
-        for r in rows:
-            if r.finish_reason is None:
-                r.finish_length()
-        yield

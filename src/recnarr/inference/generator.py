@@ -1,17 +1,19 @@
-"""`recommend()`: retrieve -> prompt -> generate (KV cache) -> fill slots -> verify -> return.
+"""`recommend()`: retrieve -> prompt -> verified decoding -> return.
 
 The generator is loaded once (model, quantization mode, tokenizer, index, dataset) and then serves
-any number of requests. The model writes one narrative about the top recommendation; a narrative
-that fails the verifier is regenerated with a new seed (`max_retries`). If every try fails, the
-sentences of an attempt that pass on their own are kept (`verified_sentences`: e.g. a sentence that
-opened a `{year}` slot a record without a year cannot fill is dropped), when what is left names the
-product and verifies whole; else a plain factual narrative is returned, flagged `fallback=True`. Nothing about an anonymous
-caller is stored.
+any number of requests. The model writes one narrative about the top recommendation under a
+`decoding.NarrativeGuide`: it can only write what the claim grammar allows for this record, and each
+sentence is filled and verified as it ends; a failing sentence is rolled back and sampled again,
+then left out. Only verified text is streamed, so the stream is the final narrative. If no verified
+sentence names the product, a plain factual narrative is returned instead, flagged `fallback=True`.
+
+Requests share one engine session (continuous batching): `stream(..., cooperative=True)` adds its
+row and yields a `tick` event whenever it needs a decode step, and the caller (the serving worker)
+steps the session once for every request in flight. Nothing about an anonymous caller is stored.
 """
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -20,11 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from recnarr.config import GenerationConfig, RunConfig
-from recnarr.data.claims import slot_values
+from recnarr.data.claims import fill, slot_values
 from recnarr.data.narratives import END_OF_NARRATIVE, NarrativeRecord, format_prompt
 from recnarr.data.schema import Dataset, Product
-from recnarr.inference.engine import Engine, SamplingParams
-from recnarr.inference.grounding import MISSING_PRODUCT, Citation, ground
+from recnarr.inference.decoding import NarrativeGuide, TokenTable
+from recnarr.inference.engine import Engine, SamplingParams, Session
+from recnarr.inference.grounding import Citation, ground
 from recnarr.inference.records import RecordBuilder
 from recnarr.retrieval.recommender import Filters, Recommender
 
@@ -41,6 +44,7 @@ class Narrative:
     slotted: str = ""  # the model's raw output, slots unfilled
     errors: list[str] = field(default_factory=list)  # verifier errors of the last failed attempt
     citations: list[Citation] = field(default_factory=list)
+    written: str = ""  # everything the model wrote under the grammar, filled, left-out sentences included
 
 
 @dataclass
@@ -72,70 +76,22 @@ def fallback_text(rec: NarrativeRecord) -> str:
     return " ".join(parts)
 
 
-SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
-
-
-def verified_sentences(slotted: str, rec: NarrativeRecord) -> tuple[str, list[str]]:
-    """The sentences of a failed narrative that pass the verifier on their own, in order, and the
-    errors of the ones left out. The binding rules keep each claim inside its own clause, so a
-    sentence never leans on a dropped one for its facts; the joined text is verified again whole."""
-    kept, dropped = [], []
-    for sentence in SENTENCE_END.split(slotted):
-        errors = [e for e in ground(sentence, rec).errors if e != MISSING_PRODUCT]
-        if errors:
-            dropped.append(f"{sentence!r}: {errors[0]}")
-        else:
-            kept.append(sentence)
-    return " ".join(kept), dropped
-
-
-class SlotStream:
-    """Fills slots in a stream of text pieces: holds back from `{` until its `}` arrives."""
-
-    def __init__(self, values: dict[str, str]):
-        self.values, self.buf = values, ""
-
-    def push(self, piece: str) -> str:
-        self.buf += piece
-        out = []
-        while self.buf:
-            start = self.buf.find("{")
-            if start == -1:
-                out.append(self.buf)
-                self.buf = ""
-            elif start > 0:
-                out.append(self.buf[:start])
-                self.buf = self.buf[start:]
-            else:
-                end = self.buf.find("}")
-                if end == -1:
-                    if len(self.buf) > 24:  # not a slot after all
-                        out.append(self.buf)
-                        self.buf = ""
-                    break
-                name = self.buf[1:end]
-                out.append(self.values.get(name, self.buf[: end + 1]))
-                self.buf = self.buf[end + 1 :]
-        return "".join(out)
-
-    def flush(self) -> str:
-        out, self.buf = self.buf, ""
-        return out
-
-
 class NarrativeGenerator:
-    """Loaded once; `recommend` and `stream` serve requests. Thread-safe (one generation at a time)."""
+    """Loaded once; `recommend` and `stream` serve requests. Thread-safe: one thread steps the shared
+    session at a time (the serving worker is that one thread)."""
 
     def __init__(self, dataset: Dataset, recommender: Recommender, engine: Engine,
                  gen: GenerationConfig | None = None, versions: dict[str, Any] | None = None,
-                 max_history: int = 4, min_support: int = 3):
+                 max_history: int = 4, min_support: int = 3, max_batch: int = 16):
         self.dataset, self.recommender, self.engine = dataset, recommender, engine
         self.gen = gen or GenerationConfig()
         self.versions = versions or {}
         self.max_history = max_history
         self.records = RecordBuilder(dataset, min_support)
         self.users = dataset.users.set_index(dataset.users["id"].astype(str))
-        self._lock = threading.Lock()  # the engine's KV cache is shared: one generation at a time
+        self.max_batch = max_batch
+        self._session: Session | None = None
+        self._lock = threading.RLock()  # the session is shared: one thread steps it at a time
 
     def warm_up(self) -> None:
         """Load now what the first request would otherwise wait for: the text embedding model (seconds,
@@ -144,14 +100,32 @@ class NarrativeGenerator:
         with self._lock:
             self.engine.generate(self.engine.tokenizer.encode("Recommended:"), max_new_tokens=1, temperature=0.0)
 
-    def _sampling(self, sampling: dict[str, Any] | None, attempt: int) -> SamplingParams:
+    # ------------------------------------------------------------------ the shared session
+    def step(self) -> None:
+        """One decode step for every narrative in flight (the cooperative caller's half of `stream`)."""
+        with self._lock:
+            if self._session is not None:
+                self._session.step()
+                if not self._session.busy and self.engine.backend.max_rows == 1:
+                    self._close_session()  # llama.cpp: release the one context between requests
+
+    def _close_session(self) -> None:
+        if self._session is not None:
+            self._session.close()
+            self._session = None
+
+    def _add(self, prompt: str, params: SamplingParams, guide: NarrativeGuide):
+        with self._lock:
+            if self._session is None:
+                self._session = self.engine.session(self.max_batch)
+            return self._session.add(prompt, params, guide)
+
+    def _sampling(self, sampling: dict[str, Any] | None) -> SamplingParams:
         g = self.gen
         base = SamplingParams(max_new_tokens=g.max_new_tokens, min_new_tokens=g.min_new_tokens,
                               temperature=g.temperature, top_k=g.top_k, top_p=g.top_p,
                               repetition_penalty=g.repetition_penalty, seed=g.seed, stop=(END_OF_NARRATIVE, "\n###"))
         params = replace(base, **(sampling or {}))
-        if attempt > 0:  # a retry samples anew: new seed, and never greedy (greedy would repeat itself)
-            params = replace(params, seed=(params.seed or 0) + 7919 * attempt, temperature=max(params.temperature, 0.7))
         return params
 
     def _prompt(self, rec: NarrativeRecord, params: SamplingParams) -> tuple[str, SamplingParams]:
@@ -186,10 +160,12 @@ class NarrativeGenerator:
 
     def stream(self, user_id: str | None = None, history: Sequence[str | tuple[str, Any]] | None = None,
                text: str | None = None, filters: Filters | None = None, n: int = 3, style: str = "warm",
-               sampling: dict[str, Any] | None = None, narrate: bool = True) -> Iterator[dict[str, Any]]:
-        """Events: {"type": "products"}, then {"type": "token", "text"} pieces of the first attempt, then
-        {"type": "final", "result"}; the final narrative replaces the streamed text if a retry or the
-        fallback was needed."""
+               sampling: dict[str, Any] | None = None, narrate: bool = True,
+               cooperative: bool = False) -> Iterator[dict[str, Any]]:
+        """Events: {"type": "products"}, then {"type": "token", "text"} pieces of verified text, then
+        {"type": "final", "result"}. The token pieces join to the final narrative's text, exactly.
+        cooperative: yield {"type": "tick"} where a decode step is needed and leave the stepping to the
+        caller (`step`), so that many requests decode in one batch."""
         if style not in STYLES:
             raise ValueError(f"style must be one of {STYLES}, got {style!r}")
         t0 = time.perf_counter()
@@ -206,53 +182,48 @@ class NarrativeGenerator:
             top = recs[0]
             rec = self.records.record(top.product, self.records.history_items(items, user_id, self.max_history),
                                       user_id, top.reasons[0].product_id if top.reasons else None, style)
-            narrative = yield from self._narrate(rec, sampling, timings, tokens)
+            narrative = yield from self._narrate(rec, sampling, timings, tokens, cooperative)
         timings["total"] = time.perf_counter() - t0
         yield {"type": "final", "result": Result(products, [r.score for r in recs], reasons, narrative, timings,
                                                  tokens, self.versions)}
 
-    def _narrate(self, rec: NarrativeRecord, sampling: dict[str, Any] | None, timings: dict, tokens: dict):
-        last_errors: list[str] = []
-        written: list[str] = []
-        attempts = 1 + self.gen.max_retries
-        for attempt in range(attempts):
-            prompt, params = self._prompt(rec, self._sampling(sampling, attempt))
-            t = time.perf_counter()
-            pieces = []
-            with self._lock:
-                if attempt == 0:
-                    filler = SlotStream(slot_values(rec))
-                    for piece in self.engine.stream(prompt, params):
-                        pieces.append(piece)
-                        shown = filler.push(piece)
-                        if shown:
-                            yield {"type": "token", "text": shown}
-                    tail = filler.flush()
-                    if tail:
-                        yield {"type": "token", "text": tail}
+    def _narrate(self, rec: NarrativeRecord, sampling: dict[str, Any] | None, timings: dict, tokens: dict,
+                 cooperative: bool):
+        prompt, params = self._prompt(rec, self._sampling(sampling))
+        table = TokenTable.of(self.engine.tokenizer, self.engine.config.vocab_size)  # built once per tokenizer
+        guide = NarrativeGuide(rec, table, self.engine.tokenizer.eot_token, self.gen.max_retries)
+        t = time.perf_counter()
+        row = self._add(prompt, params, guide)
+        try:
+            while row.finish_reason is None:
+                if cooperative:
+                    yield {"type": "tick"}
                 else:
-                    pieces.append(self.engine.generate(prompt, params).text)
-            timings["generate"] += time.perf_counter() - t
-            slotted = re.sub(r"\s+", " ", "".join(pieces)).strip()
-            tokens["prompt"] = len(self.engine.tokenizer.encode(prompt))
-            tokens["generated"] += len(self.engine.tokenizer.encode(slotted))
-            t = time.perf_counter()
-            check = ground(slotted, rec) if slotted else None
-            timings["verify"] += time.perf_counter() - t
-            if check is not None and check.ok:
-                return Narrative(check.text, True, False, attempt + 1, rec.product.id, slotted, [], check.citations)
-            last_errors = check.errors if check else ["empty narrative"]
-            if slotted:
-                written.append(slotted)
-        # every attempt failed: before the fallback, the attempts' verified sentences (module docstring)
-        for slotted in written:
-            kept, dropped = verified_sentences(slotted, rec)
-            check = ground(kept, rec) if kept else None
-            if check is not None and check.ok:
-                return Narrative(check.text, True, False, attempts, rec.product.id, slotted,
-                                 [f"dropped: {e}" for e in dropped], check.citations)
+                    self.step()
+                piece = guide.take()
+                if piece:
+                    yield {"type": "token", "text": piece}
+        finally:
+            if row.finish_reason is None:  # the caller left early: free the row's place
+                with self._lock:
+                    if self._session is not None:
+                        self._session.cancel(row)
+        timings["generate"] += time.perf_counter() - t
+        tokens["prompt"], tokens["generated"] = len(row.prompt), len(row.tokens)
+        t = time.perf_counter()
+        check = guide.verification() if guide.names_product else None
+        timings["verify"] += time.perf_counter() - t
+        errors = [f"left out: {d}" for d in guide.dropped]
+        attempts = 1 + guide.rejected
+        written = fill(row.text, guide.values).strip()
+        if check is not None and check.ok:
+            return Narrative(check.text, True, False, attempts, rec.product.id, guide.accepted, errors,
+                             check.citations, written)
         fb = ground(fallback_text(rec), rec)
-        return Narrative(fb.text, fb.ok, True, attempts, rec.product.id, "", last_errors, fb.citations)
+        yield {"type": "token", "text": fb.text}  # nothing was streamed: no verified sentence named the product
+        return Narrative(fb.text, fb.ok, True, attempts, rec.product.id, guide.accepted,
+                         errors or (check.errors if check else ["no verified sentence names the product"]),
+                         fb.citations, written)
 
 
 def load_generator(cfg: RunConfig, checkpoint: str | Path | None = None, mode: str | None = None) -> NarrativeGenerator:
@@ -268,4 +239,4 @@ def load_generator(cfg: RunConfig, checkpoint: str | Path | None = None, mode: s
     versions = {"model": info, "index": recommender.index.manifest if hasattr(recommender.index, "manifest") else {},
                 "catalog_checksum": ds.checksum()}
     return NarrativeGenerator(ds, recommender, engine, cfg.generation, versions, cfg.narratives.max_history,
-                              cfg.narratives.min_support)
+                              cfg.narratives.min_support, cfg.generation.max_batch)

@@ -4,8 +4,8 @@ llama.cpp only computes logits here. Sampling, penalties, stop sequences, seeds,
 streaming, slot filling and the verifier all stay in recnarr's engine and generator, so the two
 backends take the same controls and a greedy run is the same computation in another runtime.
 
-One llama.cpp context holds one KV cache, so runs take turns (a lock held for the whole
-generation, streaming included) and a batch of prompts is generated one prompt at a time.
+One llama.cpp context holds one KV cache, so sessions take turns (a lock held while a session is
+open) and a session runs its rows one at a time. Rolling a sentence back truncates that cache.
 Needs the optional extra: `pip install 'recnarr[llamacpp]'` (llama-cpp-python, built from source).
 
 On CPUs with Intel AMX, llama.cpp's weight repacking into its AMX buffer segfaults on decode
@@ -108,7 +108,7 @@ def _config(llm) -> GPTConfig:
 class LlamaCppModel:
     """A GGUF model loaded once; `Engine(LlamaCppModel(path), tokenizer)` generates with it."""
 
-    batched = False
+    max_rows = 1  # one llama.cpp context, one sequence: a session's other rows wait their turn
 
     def __init__(self, path: str | os.PathLike, n_threads: int | None = None, extra_bufts: bool | None = None):
         llama_cpp = import_llama_cpp()
@@ -133,28 +133,41 @@ class LlamaCppModel:
         self.path = path
         self.lock = threading.Lock()
 
-    def open(self, idx: Tensor, positions: Tensor, key_mask: Tensor | None, cached: bool) -> LlamaCppRun:
-        if idx.size(0) != 1 or key_mask is not None:
-            raise ValueError("the llamacpp backend runs one prompt at a time (the engine splits batches)")
+    def open(self, rows: int, cached: bool) -> LlamaCppSlots:
         if not cached:
             raise ValueError("the llamacpp backend always uses its KV cache")
-        return LlamaCppRun(self, idx)
+        return LlamaCppSlots(self)
 
 
-class LlamaCppRun:
-    def __init__(self, model: LlamaCppModel, idx: Tensor):
-        self.model, self.idx = model, idx
+class LlamaCppSlots:
+    """The one sequence of the model's llama.cpp context, held (the lock) until the session closes.
+    A rollback sets `n_tokens` back: llama.cpp's `eval` first drops the cache past it."""
 
-    def logits(self, start: int, end: int) -> Tensor:
-        llm = self.model.llm
-        llm.eval(self.idx[0, start:end].tolist())
-        row = np.ctypeslib.as_array(llm._ctx.get_logits_ith(-1), shape=(self.model.config.vocab_size,))
-        return torch.from_numpy(row.copy())[None, :]  # (1, V): a copy, the buffer is reused next call
+    def __init__(self, model: LlamaCppModel):
+        self.model, self.llm = model, model.llm
+        model.lock.acquire()
+        self.held = True
 
-    def __enter__(self) -> LlamaCppRun:
-        self.model.lock.acquire()
-        self.model.llm.reset()  # a fresh sequence: eval() drops the cache past n_tokens = 0
-        return self
+    def _logits(self) -> Tensor:
+        row = np.ctypeslib.as_array(self.llm._ctx.get_logits_ith(-1), shape=(self.model.config.vocab_size,))
+        return torch.from_numpy(row.copy())  # (V,): a copy, the buffer is reused next call
 
-    def __exit__(self, *exc: object) -> None:
-        self.model.lock.release()
+    def prefill(self, row: int, tokens: list[int]) -> Tensor:
+        self.llm.reset()  # a fresh sequence: eval() drops the cache past n_tokens = 0
+        self.llm.eval(tokens)
+        return self._logits()
+
+    def step(self, tokens: list[int]) -> Tensor:
+        self.llm.eval(tokens)
+        return self._logits()[None, :]
+
+    def truncate(self, row: int, length: int) -> None:
+        self.llm.n_tokens = length
+
+    def move(self, src: int, dst: int) -> None:
+        raise ValueError("the llamacpp backend holds one sequence")
+
+    def close(self) -> None:
+        if self.held:
+            self.held = False
+            self.model.lock.release()

@@ -110,7 +110,7 @@ def create_app(generator: Any = None, settings: Settings | None = None, cfg: Any
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state.worker = ModelWorker(load, generator=generator, max_queue=settings.max_queue,
-                                   torch_threads=settings.torch_threads)
+                                   torch_threads=settings.model_threads(), max_batch=settings.max_batch)
         state.worker.start()
         try:
             yield

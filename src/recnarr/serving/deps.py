@@ -86,7 +86,8 @@ def job_source(req: RecommendationRequest):
             sampling["min_new_tokens"] = min(generator.gen.min_new_tokens, sampling["max_new_tokens"])
         return generator.stream(user_id=req.user_id, history=list(req.history), text=req.text,
                                 filters=Filters(**req.filters.model_dump()), n=req.n, style=req.style,
-                                sampling=sampling or None, narrate=req.narrate)
+                                sampling=sampling or None, narrate=req.narrate,
+                                cooperative=hasattr(generator, "step"))
 
     return source
 

@@ -150,9 +150,11 @@ class Metrics:
                                   "Narratives returned: verified (first try or after retries) or the flagged "
                                   "fallback.", ("outcome",))
         self.verifier_failures = Counter(f"{p}_verifier_failures_total",
-                                         "Generated narratives rejected by the verifier (each failed attempt).")
+                                         "Sentences rejected while decoding: sampled again (strained or failing the "
+                                         "verifier) or left out.")
         self.fallbacks = Counter(f"{p}_fallbacks_total",
-                                 "Requests answered with the plain factual fallback after every attempt failed.")
+                                 "Requests answered with the plain factual fallback: no verified sentence named "
+                                 "the product.")
         self.rejected = Counter(f"{p}_rejected_requests_total",
                                 "Generation requests refused at once (queue full, model not ready).", ("reason",))
         self.timeouts = Counter(f"{p}_request_timeouts_total", "Generation requests that ran past the timeout.")
@@ -175,7 +177,7 @@ class Metrics:
         self.generate_seconds.inc(gen_s)
         if gen_s > 0 and generated:
             self.tokens_per_second.observe(generated / gen_s)
-        failed = n.attempts - (0 if n.fallback else 1)
+        failed = n.attempts - 1 + sum(e.startswith("left out:") for e in n.errors)
         if failed > 0:
             self.verifier_failures.inc(failed)
         if n.fallback:

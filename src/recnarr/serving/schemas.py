@@ -125,12 +125,12 @@ class Citation(BaseModel):
 class NarrativeOut(BaseModel):
     text: str
     verified: bool
-    fallback: bool = Field(description="true: every generated attempt failed the verifier; this is the plain "
-                                       "factual sentence")
-    attempts: int
+    fallback: bool = Field(description="true: no verified sentence named the product; this is the plain "
+                                       "factual narrative")
+    attempts: int = Field(description="1 + sentences sampled again while decoding")
     product_id: str
     citations: list[Citation] = Field(default_factory=list)
-    errors: list[str] = Field(default_factory=list, description="verifier errors of the last failed attempt")
+    errors: list[str] = Field(default_factory=list, description="sentences left out, with the reason")
 
 
 class RecommendationResponse(BaseModel):

@@ -1,24 +1,23 @@
 """The model worker: one thread owns torch, requests wait for it in a bounded queue.
 
-Concurrency model (why one thread and a queue, not a thread pool or micro-batching):
+Concurrency model:
 
-- The generator holds one KV cache and serialises generations behind a lock anyway, and torch's
-  intra-op threads already use every core for one generation; two generations at once would only
-  contend for the same cores. So exactly one thread, started at app start-up, runs all torch work:
-  it first loads the generator (model, index, dataset), then takes jobs one at a time.
-- A generation request becomes a job in a FIFO `queue.Queue(maxsize=max_queue)`: up to `max_queue`
-  requests wait behind the running one. When the queue is full the request is answered at once with
-  503 and a `Retry-After` estimated from recent job durations; it never hangs. While the model is
-  loading (or if loading failed), generation requests get 503 too.
+- Exactly one thread, started at app start-up, runs all torch work: it first loads the generator
+  (model, index, dataset), then serves jobs. torch's intra-op threads already use the cores given
+  to them; a second generating thread would only contend for the same cores.
+- Continuous batching: a job's events come from the generator's cooperative stream, which yields a
+  `tick` whenever its narrative needs a decode step. The worker keeps up to `max_batch` jobs in
+  flight, pumps each to its next tick, then steps the generator's shared session once: every
+  narrative in flight advances by one token in one forward, and a new job joins at the next step
+  instead of waiting for the others to finish. A source without ticks simply runs to its end.
+- A generation request becomes a job in a FIFO `queue.Queue(maxsize=max_queue)`. When the queue is
+  full the request is answered at once with 503 and a `Retry-After` estimated from recent job
+  durations; it never hangs. While the model is loading (or if loading failed), requests get 503.
 - The event loop never runs torch: the worker pushes each event (products, tokens, final) to the
   request's asyncio queue with `call_soon_threadsafe`, so `/healthz`, `/readyz`, `/metrics` and the
-  catalog routes (plain pandas look-ups, run in the framework's thread pool) answer while a
-  generation is running.
+  catalog routes answer while generations run.
 - Each job has a deadline (`request_timeout_s`, queue wait included). A job whose client went away
-  or timed out is cancelled: skipped if still queued, stopped at the next token if running.
-
-Micro-batching (the engine can decode a left-padded batch) would raise throughput under load; it is
-left out because per-request sampling settings and streaming make batches rare in a demo service.
+  or timed out is cancelled: skipped if still queued, dropped from the batch at the next step.
 """
 
 from __future__ import annotations
@@ -109,7 +108,8 @@ class ModelWorker:
     """Owns the generator and the one thread that runs it (see the module docstring)."""
 
     def __init__(self, load: Callable[[], Any] | None = None, *, generator: Any = None, max_queue: int = 16,
-                 torch_threads: int | None = None, on_job_done: Callable[[Job, float], None] | None = None):
+                 torch_threads: int | None = None, on_job_done: Callable[[Job, float], None] | None = None,
+                 max_batch: int = 16):
         if (load is None) == (generator is None):
             raise ValueError("give exactly one of `load` (a function returning the generator) or `generator`")
         self._load = load
@@ -122,7 +122,8 @@ class ModelWorker:
         self.load_seconds: float | None = 0.0 if generator is not None else None
         self._queue: queue.Queue[Job] = queue.Queue(maxsize=max_queue)
         self._stop = threading.Event()
-        self._current: Job | None = None
+        self.max_batch = max_batch
+        self._active: list[tuple[Job, Any]] = []  # jobs in flight and their event iterators
         self._durations: deque[float] = deque(maxlen=32)
         self._thread = threading.Thread(target=self._main, name="recnarr-model-worker", daemon=True)
 
@@ -133,8 +134,8 @@ class ModelWorker:
     def stop(self, timeout: float = 10.0) -> None:
         """Cancel queued and running jobs and join the thread (the running job stops at its next token)."""
         self._stop.set()
-        if self._current is not None:
-            self._current.cancel()
+        for job, _ in list(self._active):
+            job.cancel()
         while True:
             try:
                 job = self._queue.get_nowait()
@@ -156,7 +157,7 @@ class ModelWorker:
 
     @property
     def busy(self) -> bool:
-        return self._current is not None
+        return bool(self._active)
 
     def retry_after(self) -> int:
         """Seconds until a slot is likely free: mean recent job time x jobs ahead, in [1, 300]."""
@@ -195,41 +196,71 @@ class ModelWorker:
             self.state = "ready"
             log.info("generator loaded in %.1fs", self.load_seconds)
         while not self._stop.is_set():
-            try:
-                job = self._queue.get(timeout=0.2)
-            except queue.Empty:
+            self._admit()
+            if not self._active:
                 continue
-            try:
-                self._run(job)
-            except Exception:  # a bug in the plumbing must not take the only model thread down
-                log.exception("model worker: unexpected error")
-                job.emit("error", RuntimeError("internal error in the model worker; see the server log"))
-                job.emit("done")
+            ticked = False
+            for job, events in list(self._active):
+                if self._pump(job, events):
+                    ticked = True
+                else:
+                    self._finish(job, events)
+            if ticked:
+                try:
+                    self.generator.step()  # one token for every narrative in flight
+                except Exception as e:  # a failed step fails the jobs in it, never the worker
+                    log.exception("model worker: decode step failed")
+                    for job, events in list(self._active):
+                        job.emit("error", e)
+                        self._finish(job, events)
+        for job, events in list(self._active):
+            self._finish(job, events)
 
-    def _run(self, job: Job) -> None:
-        if job.cancelled.is_set() or time.monotonic() >= job.deadline:
-            job.emit("done")  # its client is gone or has timed out: don't spend the model on it
-            return
-        job.started = time.monotonic()
-        self._current = job
-        events = None
+    def _admit(self) -> None:
+        """Take queued jobs while there is room in the batch (waiting briefly only when idle)."""
+        while len(self._active) < self.max_batch:
+            try:
+                job = self._queue.get(timeout=0.2) if not self._active else self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if job.cancelled.is_set() or time.monotonic() >= job.deadline:
+                job.emit("done")  # its client is gone or has timed out: don't spend the model on it
+                continue
+            job.started = time.monotonic()
+            try:
+                events = job.source(self.generator)
+            except Exception as e:
+                job.emit("error", e)
+                job.emit("done")
+                continue
+            self._active.append((job, events))
+
+    def _pump(self, job: Job, events: Any) -> bool:
+        """Forward a job's events up to its next tick. True: it waits for a decode step; False: done."""
         try:
-            events = job.source(self.generator)
             for event in events:
-                job.emit("event", event)
                 if job.cancelled.is_set():
-                    break
+                    return False
+                if event.get("type") == "tick":
+                    return True
+                job.emit("event", event)
+            return False
         except Exception as e:  # handed to the request, which maps it to a status
             job.emit("error", e)
-        finally:
-            if events is not None and hasattr(events, "close"):
-                events.close()  # releases the generator's lock if we left mid-stream
-            self._current = None
-            took = time.monotonic() - job.started
-            self._durations.append(took)
-            job.emit("done")
-            if self.on_job_done is not None:
-                try:
-                    self.on_job_done(job, took)
-                except Exception:  # metrics must never break serving
-                    log.exception("on_job_done hook failed")
+            return False
+
+    def _finish(self, job: Job, events: Any) -> None:
+        self._active = [(j, e) for j, e in self._active if j is not job]
+        if hasattr(events, "close"):
+            try:
+                events.close()  # frees the narrative's place in the batch if it left mid-stream
+            except Exception:
+                log.exception("closing a job's events failed")
+        took = time.monotonic() - (job.started or time.monotonic())
+        self._durations.append(took)
+        job.emit("done")
+        if self.on_job_done is not None:
+            try:
+                self.on_job_done(job, took)
+            except Exception:  # metrics must never break serving
+                log.exception("on_job_done hook failed")

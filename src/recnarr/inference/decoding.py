@@ -1,0 +1,258 @@
+"""Verified decoding: the claim grammar enforced while the model samples, sentence by sentence.
+
+`Grammar` is the claim grammar of `data.claims` as an automaton over characters: outside a slot
+only connective words (`data.connectives`), spaces and punctuation; a slot only one this record can
+fill; no digit outside a slot; a clause may not end while a bound slot (`{past2_date}`, `{pair}` ...)
+misses its owner in that clause. `TokenTable` gives each GPT-2 token its text, so a token is allowed
+when the automaton accepts its characters from the current state.
+
+`NarrativeGuide` is the engine `Guide` for one narrative. It allows only what the grammar accepts
+(the end of text only once a verified sentence names the product), and after each sentence fills
+and verifies everything accepted so far plus that sentence with `grounding.ground`, the same call
+that judges any narrative. A failing sentence is rolled back and sampled again (`max_tries`), then
+left out (it stays in the model's context, not in the text). What it has accepted is what the
+reader sees; it is released for streaming only once it names the product, so a streamed byte is
+never taken back: the final narrative is the streamed text.
+"""
+
+from __future__ import annotations
+
+import string
+from dataclasses import dataclass, field
+
+from recnarr.data.claims import _owner, fill, slot_values
+from recnarr.data.connectives import VOCABULARY
+from recnarr.data.narratives import NarrativeRecord
+from recnarr.inference.engine import COMMIT, GO_ON, REJECT
+from recnarr.inference.grounding import MISSING_PRODUCT, Verification, ground
+
+LETTERS = frozenset(string.ascii_letters)
+WORD_CHARS = LETTERS | frozenset("'\u2019-")  # data.claims.WORD_RE: a word runs on through these
+PUNCT = frozenset(".,!?;:-'\"()\u2013\u2014\u2019")
+CLAUSE_END = frozenset(".!?;:")  # data.claims.CLAUSE_RE: a run of these before a space ends a clause
+DASHES = frozenset("-\u2013\u2014")  # ... and so does " - "
+SLOT_CHARS = frozenset(string.ascii_lowercase + string.digits + "_")
+ALLOWED_CHARS = LETTERS | PUNCT | SLOT_CHARS | frozenset(" {}")
+TEXT, WORD, SLOT = 0, 1, 2
+
+
+def _prefixes(words) -> frozenset[str]:
+    return frozenset(w[:i] for w in words for i in range(1, len(w) + 1))
+
+
+WORD_PREFIXES = _prefixes(VOCABULARY)
+
+
+@dataclass(frozen=True, slots=True)
+class State:
+    mode: int = TEXT
+    buf: str = ""  # the word (lower case) or slot name being written
+    clause: frozenset[str] = frozenset()  # slots in the current clause
+    prev: str = ""
+    prev2: str = ""
+
+
+class Grammar:
+    """The slotted narratives one record allows, read character by character (module docstring)."""
+
+    def __init__(self, names):
+        self.names = frozenset(names)
+        self.name_prefixes = _prefixes(self.names)
+
+    @staticmethod
+    def bound(clause: frozenset[str]) -> bool:
+        return all((o := _owner(n)) is None or o in clause for n in clause)
+
+    def feed(self, st: State, text: str) -> State | None:
+        """The state after `text`, or None if no narrative of this record continues that way."""
+        mode, buf, clause, prev, prev2 = st.mode, st.buf, st.clause, st.prev, st.prev2
+        for c in text:
+            if mode == SLOT:
+                if c == "}":
+                    if buf not in self.names:
+                        return None
+                    mode, clause, buf = TEXT, clause | {buf}, ""
+                elif c in SLOT_CHARS and buf + c in self.name_prefixes:
+                    buf += c
+                else:
+                    return None
+            else:
+                if mode == WORD:
+                    if c in WORD_CHARS:
+                        buf += "'" if c == "\u2019" else c.lower()
+                        if buf not in WORD_PREFIXES:
+                            return None
+                        prev2, prev = prev, c
+                        continue
+                    if buf not in VOCABULARY:
+                        return None
+                    mode, buf = TEXT, ""
+                if c in LETTERS:
+                    # a slot's value must stand alone: the verifier finds values on word boundaries
+                    if prev in ("}", "$") or c.lower() not in WORD_PREFIXES:
+                        return None
+                    mode, buf = WORD, c.lower()
+                elif c == "{":
+                    if prev in LETTERS or prev in ("}", "$"):
+                        return None
+                    mode, buf = SLOT, ""
+                elif c == " ":
+                    if prev == " ":
+                        return None
+                    if prev in CLAUSE_END or (prev in DASHES and prev2 == " "):
+                        clause = frozenset()  # checked when the clause-ending mark was written
+                elif c in PUNCT:
+                    if (c in CLAUSE_END or (c in DASHES and prev == " ")) and not self.bound(clause):
+                        return None
+                else:
+                    return None
+            prev2, prev = prev, c
+        return State(mode, buf, clause, prev, prev2)
+
+    def can_end(self, st: State) -> bool:
+        if st.mode == SLOT or (st.mode == WORD and st.buf not in VOCABULARY):
+            return False
+        return st.prev != " " and self.bound(st.clause)
+
+
+class TokenTable:
+    """Each token's text (None where it cannot occur in a slotted narrative: other characters, a partial
+    UTF-8 sequence) and the ids that can (`admissible`)."""
+
+    _cache: dict[tuple[int, int], TokenTable] = {}
+
+    def __init__(self, tokenizer, vocab_size: int):
+        import torch
+
+        texts: list[str | None] = []
+        for i in range(vocab_size):
+            try:
+                s = tokenizer.decode_bytes([i]).decode("utf-8")
+            except (UnicodeDecodeError, KeyError, ValueError):
+                s = None
+            texts.append(s if s and set(s) <= ALLOWED_CHARS else None)
+        self.text = texts
+        self.admissible = torch.tensor([i for i, s in enumerate(texts) if s is not None], dtype=torch.long)
+
+    @classmethod
+    def of(cls, tokenizer, vocab_size: int) -> TokenTable:
+        key = (id(tokenizer), vocab_size)
+        if key not in cls._cache:
+            cls._cache[key] = cls(tokenizer, vocab_size)
+        return cls._cache[key]
+
+
+SENTENCE_END = frozenset(".!?")
+CLOSERS = "\"')"
+
+
+@dataclass
+class NarrativeGuide:
+    """The engine `Guide` for one record's narrative (module docstring)."""
+
+    rec: NarrativeRecord
+    table: TokenTable
+    eot: int
+    max_tries: int = 2  # a failing sentence is sampled again this many times, then left out
+    values: dict[str, str] = field(init=False)
+    accepted: str = ""  # slotted text that passed, as the model wrote it (no leading space)
+    dropped: list[str] = field(default_factory=list)  # sentences left out, with the verifier's reason
+    rejected: int = 0  # sentences sampled again
+
+    def __post_init__(self) -> None:
+        self.values = slot_values(self.rec)
+        self.grammar = Grammar(self.values)
+        self.admissible = self.table.admissible
+        self.state = self.mark_state = State()
+        self.segment, self.tries, self.emitted, self.finished = "", 0, 0, False
+        self.forced = False  # the current sentence has a token the model was forced to
+        self._pending: tuple[int, State | None] | None = None
+
+    # ------------------------------------------------------------ Guide
+    def _next(self, token: int) -> State | None:
+        if self._pending is not None and self._pending[0] == token:
+            return self._pending[1]
+        s = self.table.text[token] if 0 <= token < len(self.table.text) else None
+        st = self.grammar.feed(self.state, s) if s is not None else None
+        self._pending = (token, st)
+        return st
+
+    def allows(self, token: int) -> bool:
+        if token == self.eot:
+            return self.grammar.can_end(self.state) and "{product}" in self.accepted + self.segment
+        return self._next(token) is not None
+
+    def push(self, token: int) -> int:
+        if token == self.eot:
+            return self._close_segment()
+        st = self._next(token)
+        self._pending = None
+        if st is None:  # only a forced token (min_new_tokens) gets here: take the sentence again
+            return REJECT if self.tries < self.max_tries else self._leave_out("a token outside the grammar")
+        self.state = st
+        self.segment += self.table.text[token]
+        tail = self.segment.rstrip(CLOSERS)
+        if st.mode == TEXT and tail and tail[-1] in SENTENCE_END:
+            return self._close_segment()
+        return GO_ON
+
+    def strain(self) -> int:
+        """The model wanted what the grammar refuses (an unfillable slot, a figure): rather than force
+        words on it, take the sentence again; once out of tries, force it, and leave the sentence out."""
+        if self.tries < self.max_tries:
+            self.tries += 1
+            self.rejected += 1
+            return REJECT
+        self.forced = True
+        return GO_ON
+
+    def rewind(self) -> None:
+        self.state, self.segment, self._pending, self.forced = self.mark_state, "", None, False
+
+    def finish(self, reason: str) -> None:
+        if self.segment.strip():  # cut off by the length limit mid-sentence
+            self.dropped.append(f"{self.segment.strip()!r}: unfinished at the length limit")
+        self.segment, self.finished = "", True
+
+    # ------------------------------------------------------------ sentences
+    def _close_segment(self) -> int:
+        if not self.segment.strip():
+            return COMMIT
+        candidate = (self.accepted + self.segment).lstrip()
+        if self.forced:
+            return self._leave_out("the grammar had to force words on the model")
+        errors = [e for e in ground(candidate, self.rec).errors if e != MISSING_PRODUCT]
+        if not errors:
+            self.accepted, self.segment, self.tries, self.forced = candidate, "", 0, False
+            self.mark_state = self.state
+            return COMMIT
+        if self.tries < self.max_tries:
+            self.tries += 1
+            self.rejected += 1
+            return REJECT
+        return self._leave_out(errors[0])
+
+    def _leave_out(self, reason: str) -> int:
+        self.dropped.append(f"{self.segment.strip()!r}: {reason}")
+        self.segment, self.tries, self.forced = "", 0, False
+        self.mark_state = self.state
+        return COMMIT
+
+    # ------------------------------------------------------------ what the reader sees
+    @property
+    def names_product(self) -> bool:
+        return "{product}" in self.accepted
+
+    def text(self) -> str:
+        return fill(self.accepted, self.values)
+
+    def take(self) -> str:
+        """Verified text not streamed yet; nothing until a verified sentence names the product."""
+        if not self.names_product:
+            return ""
+        text = self.text()
+        piece, self.emitted = text[self.emitted:], len(text)
+        return piece
+
+    def verification(self) -> Verification:
+        return ground(self.accepted, self.rec)

@@ -1,0 +1,120 @@
+"""Verified decoding: the grammar automaton, rollback in the KV cache, and the shipped model under the
+guide: every streamed byte is the final narrative's, every narrative verifies and passes the audit."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from recnarr.inference.decoding import Grammar, State
+from recnarr.inference.engine import COMMIT, GO_ON, REJECT, Engine, SamplingParams
+from recnarr.model.gpt import GPT, GPTConfig
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "serving"))
+import tiny_generator  # noqa: E402
+
+CFG = GPTConfig(block_size=64, vocab_size=101, n_layer=2, n_head=2, n_embd=32)
+
+
+def make_model() -> GPT:
+    torch.manual_seed(0)
+    m = GPT(CFG)
+    with torch.no_grad():  # sharp logits: varied outputs
+        for p in m.parameters():
+            if p.dim() == 2:
+                p.normal_(0, 0.3)
+    return m
+
+
+NAMES = {"product", "price", "past1", "past1_date", "past1_verb", "past1_link", "name"}
+
+
+def accepts(text: str) -> bool:
+    g = Grammar(NAMES)
+    st = g.feed(State(), text)
+    return st is not None and g.can_end(st)
+
+
+def test_grammar_accepts_claims_through_slots_only():
+    assert accepts("Hi {name}! Meet the {product}. It costs {price}.")
+    assert accepts("In {past1_date} you {past1_verb} the {past1}, and this one is {past1_link} it.")
+    assert not accepts("It came out in {year}.")  # a slot this record cannot fill
+    assert not accepts("Meet the {product}, only 2 left.")  # a digit outside a slot
+    assert not accepts("Meet the {product}, our best-selling keyboard.")  # not connective vocabulary
+    assert not accepts("You bought it in {past1_date}. Meet the {product}.")  # a date without its item
+    assert not accepts("Meet the {product}s.")  # a value glued to a word cannot be read back
+    assert not accepts("Meet  the {product}.")
+
+
+class EveryFifth:
+    """Commits every 5 tokens; rejects each segment the first time it is written."""
+
+    def __init__(self):
+        self.n, self.tried = 0, False
+
+    def allows(self, token):
+        return token % 7 != 3  # some tokens are never allowed
+
+    def strain(self):
+        return GO_ON
+
+    def push(self, token):
+        assert token % 7 != 3
+        self.n += 1
+        if self.n == 5:
+            self.n = 0
+            if not self.tried:
+                self.tried = True
+                return REJECT
+            self.tried = False
+            return COMMIT
+        return GO_ON
+
+    def rewind(self):
+        self.n = 0
+
+    def finish(self, reason):
+        pass
+
+
+def test_rollback_in_the_cache_equals_the_uncached_oracle():
+    e = Engine(make_model())
+    p = SamplingParams(max_new_tokens=20, temperature=0.9, top_k=30, seed=3, stop_token_ids=())
+    prompts = [torch.randint(0, CFG.vocab_size, (n,)).tolist() for n in (4, 9)]
+    cached = e.generate_batch(prompts, p, guides=[EveryFifth(), EveryFifth()])
+    oracle = e.generate_uncached(prompts, p, guides=[EveryFifth(), EveryFifth()])
+    assert [g.tokens for g in cached] == [g.tokens for g in oracle]
+    assert all(g.rollbacks == 4 and len(g.tokens) == 20 for g in cached)
+    assert all(t % 7 != 3 for g in cached for t in g.tokens)
+    alone = e.generate(prompts[1], p, guide=EveryFifth())
+    assert alone.tokens == cached[1].tokens  # a row decodes what it would alone
+
+
+@pytest.fixture(scope="module")
+def shipped_gen(shared_cache):
+    from recnarr.data.tokenizer import get_tokenizer
+    from recnarr.inference.serving_model import SHIPPED
+    from recnarr.model.quantize import load_quantized
+
+    if not (SHIPPED / "config.json").exists():
+        pytest.skip("no shipped model")
+    gen = tiny_generator.build(engine="scripted", max_new_tokens=120)
+    gen.engine = Engine(load_quantized(SHIPPED), get_tokenizer())
+    gen.gen.temperature, gen.gen.max_retries = 0.7, 2
+    return gen
+
+
+def test_shipped_model_streams_only_its_final_verified_text(shipped_gen):
+    from recnarr.evaluation.audit import Auditor
+
+    auditor = Auditor(shipped_gen.dataset)
+    for seed, user in enumerate(["AA-10001", "BB-10002", "CC-10003", "DD-10004"] * 3):
+        events = list(shipped_gen.stream(user_id=user, n=2, sampling={"seed": seed}))
+        streamed = "".join(e["text"] for e in events if e["type"] == "token")
+        n = events[-1]["result"].narrative
+        assert streamed == n.text and n.verified, (seed, streamed, n.text)
+        assert auditor.audit(n.text, n.product_id, user) == [], n.text
+        assert not n.fallback or n.text.startswith("We recommend the ")
