@@ -47,6 +47,7 @@ def test_grammar_accepts_claims_through_slots_only():
     assert not accepts("You bought it in {past1_date}. Meet the {product}.")  # a date without its item
     assert not accepts("Meet the {product}s.")  # a value glued to a word cannot be read back
     assert not accepts("Meet  the {product}.")
+    assert not accepts("You {past1_verb} the {past1} in {past1_date} in {past1_date}.")  # once per clause
 
 
 class EveryFifth:

@@ -69,7 +69,7 @@ class Grammar:
         for c in text:
             if mode == SLOT:
                 if c == "}":
-                    if buf not in self.names:
+                    if buf not in self.names or buf in clause:  # a claim once per clause
                         return None
                     mode, clause, buf = TEXT, clause | {buf}, ""
                 elif c in SLOT_CHARS and buf + c in self.name_prefixes:
@@ -221,6 +221,8 @@ class NarrativeGuide:
         candidate = (self.accepted + self.segment).lstrip()
         if self.forced:
             return self._leave_out("the grammar had to force words on the model")
+        if self.segment.strip() in self.accepted:
+            return self._leave_out("a repeat of a sentence already written")
         errors = [e for e in ground(candidate, self.rec).errors if e != MISSING_PRODUCT]
         if not errors:
             self.accepted, self.segment, self.tries, self.forced = candidate, "", 0, False
