@@ -243,7 +243,7 @@ def clauses(slotted: str) -> list[str]:
     return [c for c in CLAUSE_RE.split(slotted) if c.strip()]
 
 
-def _owner(name: str) -> str | None:
+def owner_of(name: str) -> str | None:
     """The slot a bound slot must share its clause with: past2_date -> past2, pair_support -> pair."""
     m = PAST_RE.fullmatch(name)
     if m and m.group(2):
@@ -263,7 +263,7 @@ def check(slotted: str, values: dict[str, str]) -> list[str]:
     for clause in clauses(slotted):
         here = set(SLOT_RE.findall(clause))
         for name in sorted(here):
-            owner = _owner(name)
+            owner = owner_of(name)
             if owner is not None and owner not in here:
                 what = {"date": "date", "verb": "event verb", "link": "relation"}.get(name.rsplit("_", 1)[-1], name)
                 errors.append(f"{{{name}}} ({what}) is not in the same clause as {{{owner}}}: "
@@ -317,11 +317,11 @@ def reslot(text: str, values: dict[str, str]) -> str:
     for clause in parts:
         here = re.findall("\u00a7\\d+\u00a7", clause)
         present = {n for m in here for n in marks[m]}
-        owners = {o for n in present if (o := _owner(n)) is not None}
+        owners = {o for n in present if (o := owner_of(n)) is not None}
         for m in here:
             names = marks[m]
             # the reading that binds: a date whose item is here, an item whose date/verb/link is here
-            bound = [n for n in names if _owner(n) in present or n in owners]
+            bound = [n for n in names if owner_of(n) in present or n in owners]
             clause = clause.replace(m, "{" + (bound or names)[0] + "}", 1)
         resolved.append(clause)
     joined = resolved[0]

@@ -20,7 +20,7 @@ from __future__ import annotations
 import string
 from dataclasses import dataclass, field
 
-from recnarr.data.claims import _owner, fill, slot_values
+from recnarr.data.claims import fill, owner_of, slot_values
 from recnarr.data.connectives import VOCABULARY
 from recnarr.data.narratives import NarrativeRecord
 from recnarr.inference.engine import COMMIT, GO_ON, REJECT
@@ -61,7 +61,7 @@ class Grammar:
 
     @staticmethod
     def bound(clause: frozenset[str]) -> bool:
-        return all((o := _owner(n)) is None or o in clause for n in clause)
+        return all((o := owner_of(n)) is None or o in clause for n in clause)
 
     def feed(self, st: State, text: str) -> State | None:
         """The state after `text`, or None if no narrative of this record continues that way."""
