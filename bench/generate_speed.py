@@ -12,6 +12,12 @@ llama.cpp's own quantizer) through recnarr's engine with the `llamacpp` backend,
 with llama.cpp's weight repacking as recnarr picks it for this CPU (on, but off with AMX, whose
 repacking segfaults) and forced off (`_norepack`, what CPUs with AMX run); they are left out, with a note, where llama-cpp-python is not installed.
 
+A second table runs the shipped model (int8, and its q8_0 GGUF on llama.cpp) on a real Superstore
+record's prompt: greedy, the serving sampling settings (temperature 0.7, top-k 50, top-p 0.95,
+repetition penalty 1.1) and guided decoding (those settings under the claim grammar, with sentence
+verification and rollback, as serving runs it), each as time per token beside greedy (`--no-shipped`
+leaves it out).
+
     .venv/bin/python bench/generate_speed.py            # 51M shape: 8 x 512, 8 heads, vocab 50257
     .venv/bin/python bench/generate_speed.py --small    # a quick run with a small model
     .venv/bin/python bench/generate_speed.py --checkpoint runs/x/pretrain/best   # trained weights
@@ -30,7 +36,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -130,6 +136,54 @@ def run_llamacpp(quant: str, extra_bufts: bool | None = None) -> Callable[[argpa
     return run
 
 
+def run_shipped(kind: str, llamacpp: bool = False) -> Callable[[argparse.Namespace], dict]:
+    """The shipped model (int8, or its q8_0 GGUF on llama.cpp) on a real Superstore record's prompt.
+    greedy and sampled (the serving settings) write exactly `--new` tokens; guided writes the verified
+    narrative under the claim grammar, with the serving settings, sentence rollbacks included, to its end."""
+
+    def run(args: argparse.Namespace) -> dict:
+        from narrative_audit import records
+        from recnarr.config import GenerationConfig, cache_dir
+        from recnarr.data.narratives import END_OF_NARRATIVE, format_prompt
+        from recnarr.data.superstore import load_superstore
+        from recnarr.data.tokenizer import get_tokenizer
+        from recnarr.inference.decoding import NarrativeGuide, TokenTable
+        from recnarr.inference.engine import Engine, SamplingParams
+        from recnarr.inference.serving_model import SHIPPED
+        from recnarr.model.quantize import load_quantized
+
+        if llamacpp:
+            from recnarr.inference.llamacpp import LlamaCppModel
+
+            model = LlamaCppModel(SHIPPED / "model-q8_0.gguf", n_threads=args.threads or torch.get_num_threads())
+        else:
+            model = load_quantized(SHIPPED)
+        engine, g = Engine(model, get_tokenizer()), GenerationConfig()
+        rec = records(load_superstore(cache_dir()), 1)[0]
+        prompt = engine.tokenizer.encode(format_prompt(rec))
+        serving = SamplingParams(max_new_tokens=args.new, min_new_tokens=args.new, temperature=g.temperature,
+                                 top_k=g.top_k, top_p=g.top_p, repetition_penalty=g.repetition_penalty, seed=0,
+                                 stop_token_ids=())
+        if kind == "guided":
+            table = TokenTable.of(engine.tokenizer, engine.config.vocab_size)
+            params = SamplingParams(max_new_tokens=g.max_new_tokens, temperature=g.temperature, top_k=g.top_k,
+                                    top_p=g.top_p, repetition_penalty=g.repetition_penalty, seed=0,
+                                    stop=(END_OF_NARRATIVE, "\n###"))
+            out = {}
+
+            def go() -> list[int]:
+                guide = NarrativeGuide(rec, table, engine.tokenizer.eot_token, g.max_retries)
+                result = engine.generate(prompt, params, guide=guide)
+                out.update(rollbacks=result.rollbacks, verified=bool(guide.names_product and guide.verification().ok))
+                return result.tokens
+
+            return {**timed(go, args.repeats), **out, "prompt_tokens": len(prompt)}
+        params = replace(serving, temperature=0) if kind == "greedy" else serving
+        return {**timed(lambda: engine.generate(prompt, params).tokens, args.repeats), "prompt_tokens": len(prompt)}
+
+    return run
+
+
 def llamacpp_installed() -> bool:
     import importlib.util
 
@@ -156,12 +210,21 @@ BACKENDS = [
     Backend("llama.cpp", "q4_0_norepack", run_llamacpp("q4_0", extra_bufts=False)),
 ]
 BASELINE = "transformers"
+SHIPPED_UNUSED = Path("-")
+# the shipped model on a real record: what sampling and the claim grammar cost beside greedy, same run
+SHIPPED_ROWS = [
+    Backend("shipped-int8", "greedy", run_shipped("greedy")),
+    Backend("shipped-int8", "sampled", run_shipped("sampled")),
+    Backend("shipped-int8", "guided", run_shipped("guided")),
+    Backend("shipped-q8_0.gguf", "greedy", run_shipped("greedy", llamacpp=True)),
+    Backend("shipped-q8_0.gguf", "guided", run_shipped("guided", llamacpp=True)),
+]
 
 
 def worker(args: argparse.Namespace) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
-    backend = next(b for b in BACKENDS if f"{b.name}-{b.precision}" == args.worker)
+    backend = next(b for b in BACKENDS + SHIPPED_ROWS if f"{b.name}-{b.precision}" == args.worker)
     result = backend.run(args)
     result["peak_rss_mb"] = peak_rss_mb()
     return result
@@ -190,6 +253,7 @@ def main() -> None:
                    help="run the backends in turn this many times and keep each one's best (a shared CPU is noisy)")
     p.add_argument("--backends", default=None,
                    help="comma-separated subset, e.g. recnarr-fp32,transformers-fp32 (default: all)")
+    p.add_argument("--no-shipped", action="store_true", help="leave out the shipped model's rows")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     p.add_argument("--weights", help=argparse.SUPPRESS)
     p.add_argument("--hf", help=argparse.SUPPRESS)
@@ -256,7 +320,31 @@ def main() -> None:
             summary.update({f"{tag}_s": round(r["seconds"], 3), f"{tag}_tok_s": round(r["tok_s"], 1),
                             f"{tag}_cpu_s": round(r["cpu_seconds"], 3), f"{tag}_rss_mb": round(r["peak_rss_mb"]),
                             f"{tag}_same_tokens_as_fp32": r["tokens"] == ours["tokens"]})
+    if not args.no_shipped:
+        summary.update(shipped_table(args))
     print(json.dumps(summary))
+
+
+def shipped_table(args: argparse.Namespace) -> dict:
+    """The shipped model's rows, in turn, each in its own worker; their table; their figures."""
+    keys = [f"{b.name}-{b.precision}" for b in SHIPPED_ROWS
+            if llamacpp_installed() or not b.name.endswith(".gguf")]
+    results = {k: run_worker(k, args, SHIPPED_UNUSED, SHIPPED_UNUSED) for k in keys}  # no weights to pass
+    base = results["shipped-int8-greedy"]
+    base_ms = base["seconds"] / len(base["tokens"]) * 1000
+    print(f"\nthe shipped model on a real Superstore record ({base['prompt_tokens']}-token prompt); greedy and sampled "
+          f"write {args.new} tokens, guided writes the verified narrative (serving settings: temperature, top-k, "
+          "top-p, repetition penalty) to its end")
+    print(f"{'row':<28}{'seconds':>9}{'tokens':>8}{'ms/token':>10}{'vs greedy':>11}{'rollbacks':>11}  verified")
+    figures = {}
+    for key, r in results.items():
+        ms = r["seconds"] / max(1, len(r["tokens"])) * 1000
+        print(f"{key:<28}{r['seconds']:>9.3f}{len(r['tokens']):>8}{ms:>10.2f}{ms / base_ms:>10.2f}x"
+              f"{r.get('rollbacks', '-'):>11}  {r.get('verified', '-')}")
+        tag = key.replace(".", "_").replace("-", "_")
+        figures.update({f"{tag}_s": round(r["seconds"], 3), f"{tag}_ms_per_token": round(ms, 2),
+                        f"{tag}_vs_greedy": round(ms / base_ms, 3)})
+    return figures
 
 
 def _agree(a: list[int], b: list[int]) -> int:

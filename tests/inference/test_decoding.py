@@ -50,6 +50,28 @@ def test_grammar_accepts_claims_through_slots_only():
     assert not accepts("You {past1_verb} the {past1} in {past1_date} in {past1_date}.")  # once per clause
 
 
+def test_grammar_never_begins_a_slot_it_cannot_close():
+    g = Grammar(NAMES)
+    st = g.feed(State(), "You {past1_verb} the {past1} in {past1_date} in {")
+    assert g.feed(st, "past1") is not None and g.feed(st, "past1_d") is None  # {past1_date} is taken
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_grammar_has_no_dead_end(seed):
+    """A random walk over what the grammar allows, character by character: from every state reached,
+    some character goes on (the engine's guide would otherwise allow no token at all)."""
+    import random
+    import string
+
+    rng, g = random.Random(seed), Grammar(NAMES)
+    chars = string.ascii_letters + "{}_ .,!?;:'-" + "".join(sorted({c for n in NAMES for c in n}))
+    st = State()
+    for _ in range(3000):
+        nxt = [(c, s) for c in chars if (s := g.feed(st, c)) is not None]
+        assert nxt, f"dead end after {st}"
+        st = rng.choice(nxt)[1]
+
+
 class EveryFifth:
     """Commits every 5 tokens; rejects each segment the first time it is written."""
 
@@ -92,6 +114,29 @@ def test_rollback_in_the_cache_equals_the_uncached_oracle():
     assert all(t % 7 != 3 for g in cached for t in g.tokens)
     alone = e.generate(prompts[1], p, guide=EveryFifth())
     assert alone.tokens == cached[1].tokens  # a row decodes what it would alone
+
+
+class Broken(EveryFifth):
+    """A guide that fails after a few tokens, as a bug in a grammar would."""
+
+    def allows(self, token):
+        if self.n == 3:
+            raise RuntimeError("the guide allows no token at all")
+        return super().allows(token)
+
+
+def test_a_failing_row_ends_alone_in_an_isolating_session():
+    e = Engine(make_model())
+    p = SamplingParams(max_new_tokens=20, temperature=0.9, top_k=30, seed=3, stop_token_ids=())
+    prompts = [torch.randint(0, CFG.vocab_size, (n,)).tolist() for n in (4, 9)]
+    with pytest.raises(RuntimeError, match="allows no token"):  # a direct call still raises
+        e.generate_batch(prompts, p, guides=[Broken(), EveryFifth()])
+    with e.session(2, isolate_errors=True) as s:
+        broken, fine = s.add(prompts[0], p, Broken()), s.add(prompts[1], p, EveryFifth())
+        while s.busy:
+            s.step()
+    assert broken.finish_reason == "error" and "allows no token" in broken.error and len(broken.tokens) == 3
+    assert fine.tokens == e.generate(prompts[1], p, guide=EveryFifth()).tokens  # untouched by its neighbour
 
 
 @pytest.fixture(scope="module")

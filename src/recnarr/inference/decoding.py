@@ -59,6 +59,11 @@ class Grammar:
         self.names = frozenset(names)
         self.name_prefixes = _prefixes(self.names)
 
+    def _open(self, prefix: str, clause: frozenset[str]) -> bool:
+        """Some slot this clause may still take starts with `prefix`: a slot name is never begun that
+        could only close on one already in the clause (a dead end with no token allowed)."""
+        return not clause or any(n.startswith(prefix) for n in self.names - clause)
+
     @staticmethod
     def bound(clause: frozenset[str]) -> bool:
         return all((o := owner_of(n)) is None or o in clause for n in clause)
@@ -72,7 +77,7 @@ class Grammar:
                     if buf not in self.names or buf in clause:  # a claim once per clause
                         return None
                     mode, clause, buf = TEXT, clause | {buf}, ""
-                elif c in SLOT_CHARS and buf + c in self.name_prefixes:
+                elif c in SLOT_CHARS and buf + c in self.name_prefixes and self._open(buf + c, clause):
                     buf += c
                 else:
                     return None
@@ -93,7 +98,7 @@ class Grammar:
                         return None
                     mode, buf = WORD, c.lower()
                 elif c == "{":
-                    if prev in LETTERS or prev in ("}", "$"):
+                    if prev in LETTERS or prev in ("}", "$") or self.names <= clause:
                         return None
                     mode, buf = SLOT, ""
                 elif c == " ":
@@ -133,6 +138,13 @@ class TokenTable:
             texts.append(s if s and set(s) <= ALLOWED_CHARS else None)
         self.text = texts
         self.admissible = torch.tensor([i for i, s in enumerate(texts) if s is not None], dtype=torch.long)
+        by_first: dict[str, list[int]] = {}
+        for i, s in enumerate(texts):
+            if s is not None:
+                by_first.setdefault(s[0], []).append(i)
+        # the admissible ids by their first character: a state that allows few characters (inside a slot
+        # name) then has few candidate tokens to try, not the whole vocabulary
+        self.by_first = {c: torch.tensor(ids, dtype=torch.long) for c, ids in by_first.items()}
 
     @classmethod
     def of(cls, tokenizer, vocab_size: int) -> TokenTable:
@@ -181,6 +193,14 @@ class NarrativeGuide:
         if token == self.eot:
             return self.grammar.can_end(self.state) and "{product}" in self.accepted + self.segment
         return self._next(token) is not None
+
+    def candidates(self):
+        """Token ids that may be allowed now (a superset of what `allows` accepts): those whose first
+        character the grammar takes in this state, and the end of text."""
+        import torch
+
+        firsts = [ids for c, ids in self.table.by_first.items() if self.grammar.feed(self.state, c) is not None]
+        return torch.cat(firsts + [torch.tensor([self.eot])])
 
     def push(self, token: int) -> int:
         if token == self.eot:

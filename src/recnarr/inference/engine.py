@@ -22,6 +22,7 @@ out to be the start of a stop sequence.
 from __future__ import annotations
 
 import codecs
+import logging
 from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -31,6 +32,8 @@ import torch
 from torch import Tensor
 
 from recnarr.model.gpt import GPT, GPTConfig
+
+log = logging.getLogger(__name__)
 
 
 class Tokenizer(Protocol):
@@ -192,7 +195,8 @@ class Guide(Protocol):
     REJECT asks the engine to drop every token since the last commit point (its KV cache included) and
     sample them again. `strain()`: the next token had to be forced (the model put less than STRAIN of
     its probability on allowed tokens); REJECT takes the segment again, GO_ON forces it.
-    `rewind()` tells the guide a rollback happened; `finish(reason)` that the row ended.
+    `rewind()` tells the guide a rollback happened; `finish(reason)` that the row ended. Optional:
+    `candidates()`, token ids that may be allowed now (a superset), searched when no likely token is.
     """
 
     def allows(self, token: int) -> bool: ...
@@ -212,7 +216,7 @@ class Generation:
 
     tokens: list[int]
     text: str
-    finish_reason: str  # "stop" (stop token or stop sequence) | "length"
+    finish_reason: str  # "stop" (stop token or stop sequence) | "length" | "error" (an isolated row's failure)
     prompt_tokens: int
     rollbacks: int = 0  # segments a guide rejected and the engine sampled again
 
@@ -421,13 +425,19 @@ class _Row:
         self.logits: Tensor | None = None  # next-token logits (V,)
         self.mark_len, self.mark_logits, self.want_mark = 0, None, False
         self.rollbacks, self.strained = 0, False
+        self.error: str | None = None  # why the row ended early (finish_reason "error")
         self.admissible: Tensor | None = None  # token ids a guide may ever allow (its `admissible`), else all
+        # ids in the prompt or the output, for the repetition penalty; the tensor is rebuilt only when the
+        # set grows (or a rewind shrinks it), not at every step
+        self.seen, self.seen_ids = set(prompt), None
 
     # ------------------------------------------------------------ sampling
     def _penalized(self, p: SamplingParams) -> Tensor:
         logits = self.logits
         if p.penalized:
-            seen = torch.tensor(sorted(set(self.prompt) | set(self.tokens)), dtype=torch.long)
+            if self.seen_ids is None:
+                self.seen_ids = torch.tensor(sorted(self.seen), dtype=torch.long)
+            seen = self.seen_ids
             out_ids, out_counts = torch.zeros(0, dtype=torch.long), None
             if (p.frequency_penalty or p.presence_penalty) and self.tokens:
                 out_ids, out_counts = torch.tensor(self.tokens).unique(return_counts=True)
@@ -469,7 +479,10 @@ class _Row:
     def _constrained(self, logits: Tensor, p: SamplingParams) -> int:
         """No likely token is allowed: walk the admissible tokens by logit and sample among the first
         allowed ones (top-k of the masked distribution, then top-p)."""
-        pool = self.admissible if self.admissible is not None else torch.arange(logits.numel())
+        if hasattr(self.guide, "candidates"):  # the guide narrows the pool first (much faster)
+            pool = self.guide.candidates()
+        else:
+            pool = self.admissible if self.admissible is not None else torch.arange(logits.numel())
         order = pool[torch.argsort(logits[pool], descending=True)].tolist()
         want = 1 if p.greedy else (p.top_k or 256)
         found = []
@@ -489,6 +502,9 @@ class _Row:
     # ------------------------------------------------------------ text
     def push(self, token: int) -> int:
         self.tokens.append(token)
+        if token not in self.seen:
+            self.seen.add(token)
+            self.seen_ids = None
         action = self.guide.push(token) if self.guide is not None else GO_ON
         if action == REJECT:
             return REJECT
@@ -516,6 +532,7 @@ class _Row:
     def rewind(self) -> None:
         """Back to the last commit point: tokens, text and logits as they were there."""
         del self.tokens[self.mark_len:]
+        self.seen, self.seen_ids = set(self.prompt) | set(self.tokens), None
         self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self.text = self.decoder.decode(self.decode(self.tokens))
         self.finish_reason = None
@@ -547,8 +564,8 @@ class Session:
     on its own when it gets one. Rows never affect each other's tokens: each has its own positions,
     sampling settings, random generator and guide."""
 
-    def __init__(self, engine: Engine, rows: int, cached: bool = True):
-        self.engine = engine
+    def __init__(self, engine: Engine, rows: int, cached: bool = True, isolate_errors: bool = False):
+        self.engine, self.isolate_errors = engine, isolate_errors
         self.rows = max(1, min(rows, engine.backend.max_rows))
         self.slots = engine.backend.open(self.rows, cached)
         self.active: list[_Row] = []
@@ -606,11 +623,19 @@ class Session:
             return []
         tokens, done = [], []
         for i, row in enumerate(self.active):
-            tok = row.choose()
-            while (row.strained and row.guide.strain() == REJECT) or row.push(tok) == REJECT:
-                self.slots.truncate(i, len(row.prompt) + row.mark_len)  # the rejected token was never fed
-                row.rewind()
+            try:
                 tok = row.choose()
+                while (row.strained and row.guide.strain() == REJECT) or row.push(tok) == REJECT:
+                    self.slots.truncate(i, len(row.prompt) + row.mark_len)  # the rejected token was never fed
+                    row.rewind()
+                    tok = row.choose()
+            except Exception as e:  # one row's failure ends that row, never the batch it decodes in
+                if not self.isolate_errors:
+                    raise
+                log.exception("row %d failed; it ends here", i)
+                tok, row.error, row.finish_reason = 0, f"{type(e).__name__}: {e}", "error"
+                if row.guide is not None:
+                    row.guide.finish("error")
             tokens.append(tok)
             if row.finish_reason is not None:
                 done.append(row)
@@ -662,9 +687,11 @@ class Engine:
             self.model, self.backend = None, model
 
     # ---------------------------------------------------------------- public API
-    def session(self, rows: int = 16, cached: bool = True) -> Session:
-        """A continuous batch of up to `rows` sequences (the backend may allow fewer: llama.cpp, one)."""
-        return Session(self, rows, cached)
+    def session(self, rows: int = 16, cached: bool = True, isolate_errors: bool = False) -> Session:
+        """A continuous batch of up to `rows` sequences (the backend may allow fewer: llama.cpp, one).
+        isolate_errors: a row whose sampling or guide raises ends alone (finish_reason "error", `error`
+        says why) instead of the exception ending every row; what a server shared by requests wants."""
+        return Session(self, rows, cached, isolate_errors)
 
     def generate(self, prompt: str | Sequence[int], params: SamplingParams | None = None, guide: Guide | None = None,
                  **overrides) -> Generation:

@@ -117,7 +117,7 @@ class NarrativeGenerator:
     def _add(self, prompt: str, params: SamplingParams, guide: NarrativeGuide):
         with self._lock:
             if self._session is None:
-                self._session = self.engine.session(self.max_batch)
+                self._session = self.engine.session(self.max_batch, isolate_errors=True)
             return self._session.add(prompt, params, guide)
 
     def _sampling(self, sampling: dict[str, Any] | None) -> SamplingParams:
@@ -187,6 +187,15 @@ class NarrativeGenerator:
         yield {"type": "final", "result": Result(products, [r.score for r in recs], reasons, narrative, timings,
                                                  tokens, self.versions)}
 
+    def narrate(self, rec: NarrativeRecord, sampling: dict[str, Any] | None = None) -> Narrative:
+        """The narrative for one record, decoded to its end (batch jobs and audits call this)."""
+        steps = self._narrate(rec, sampling, {"generate": 0.0, "verify": 0.0}, {}, False)
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                return done.value
+
     def _narrate(self, rec: NarrativeRecord, sampling: dict[str, Any] | None, timings: dict, tokens: dict,
                  cooperative: bool):
         prompt, params = self._prompt(rec, self._sampling(sampling))
@@ -213,7 +222,7 @@ class NarrativeGenerator:
         t = time.perf_counter()
         check = guide.verification() if guide.names_product else None
         timings["verify"] += time.perf_counter() - t
-        errors = [f"left out: {d}" for d in guide.dropped]
+        errors = [f"left out: {d}" for d in guide.dropped] + ([f"decoding ended: {row.error}"] if row.error else [])
         attempts = 1 + guide.rejected
         written = fill(row.text, guide.values).strip()
         if check is not None and check.ok:
