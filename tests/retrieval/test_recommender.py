@@ -56,7 +56,8 @@ def test_filters_are_never_violated(rand_rec):
 
     # the purchased items themselves are the nearest: kept only when not excluded
     hist = _histories(df, 1)[0]
-    kept = rec.recommend(hist, filters=Filters(in_stock=False, exclude_purchased=False), k=6)
+    near = Recommender(rec.index, rec._interactions, RetrievalConfig(ease_weight=0.0))  # similarity leads
+    kept = near.recommend(hist, filters=Filters(in_stock=False, exclude_purchased=False), k=6)
     assert {r.product.id for r in kept} & {h for h, _ in hist}
     # an empty price range matches nothing (after searching the whole catalog), it is not an error
     assert rec.recommend(hist, filters=Filters(in_stock=False, min_price=10, max_price=5), k=3) == []
@@ -76,8 +77,8 @@ def test_score_is_the_documented_sum_and_sorted(rand_rec):
     cfg = rec.cfg
     for r in out:
         assert r.score == pytest.approx(r.similarity + cfg.popularity_weight * r.popularity
-                                        + cfg.copurchase_weight * r.copurchase, abs=1e-6)
-        assert 0 <= r.popularity <= 1 and 0 <= r.copurchase <= 1
+                                        + cfg.copurchase_weight * r.copurchase + cfg.ease_weight * r.ease, abs=1e-6)
+        assert 0 <= r.popularity <= 1 and 0 <= r.copurchase <= 1 and 0 <= r.ease <= 1
     assert [r.score for r in out] == sorted((r.score for r in out), reverse=True)
 
 
@@ -210,7 +211,8 @@ def test_real_model_on_a_small_catalog(tmp_path):
     ds = small_dataset()
     idx = ProductIndex.build(ds.products, IndexConfig(progress=False))
     idx.save(tmp_path)
-    rec = Recommender.from_folder(tmp_path, ds, RetrievalConfig(popularity_weight=0, copurchase_weight=0))
+    rec = Recommender.from_folder(tmp_path, ds, RetrievalConfig(popularity_weight=0, copurchase_weight=0,
+                                                                ease_weight=0))  # the text model alone
     hist = [("c1", datetime(2024, 1, 1)), ("c4", datetime(2024, 2, 1))]  # filter coffee + a dripper
     out = rec.recommend(hist, k=5)
     top = [r.product.id for r in out]
@@ -234,3 +236,65 @@ def test_real_model_on_a_small_catalog(tmp_path):
     changed.products.loc[0, "price"] = 1.0
     with pytest.raises(ValueError, match="recnarr index"):
         Recommender.from_folder(tmp_path, changed)
+
+
+def test_ease_is_per_item_ridge_regression_on_the_other_items():
+    """EASE's closed form equals, column by column, ridge regression of item j on every other item."""
+    from recnarr.retrieval.collaborative import ease_weights
+
+    x = (np.random.default_rng(0).random((40, 7)) < 0.35).astype(np.float64)
+    l2 = 3.0
+    b = ease_weights(x.T @ x, l2)
+    for j in range(7):
+        others = [i for i in range(7) if i != j]
+        xo = x[:, others]
+        ridge = np.linalg.solve(xo.T @ xo + l2 * np.eye(6), xo.T @ x[:, j])
+        assert b[j, j] == 0
+        np.testing.assert_allclose(b[others, j], ridge, rtol=1e-4, atol=1e-5)
+
+
+def test_category_cap_and_its_override(rand_rec):
+    rec, df, _, _ = rand_rec
+    leaf = dict(zip(df["id"], (c[-1] for c in df["category"]), strict=True))
+    for hist in _histories(df, 10):
+        top = [r.product.id for r in rec.recommend(hist, filters=Filters(in_stock=False), k=10)]
+        assert len(top) == 10 and max(pd.Series([leaf[p] for p in top]).value_counts()) <= rec.cfg.max_per_category
+        two = [r.product.id for r in rec.recommend(hist, filters=Filters(in_stock=False, max_per_category=2), k=10)]
+        assert len(two) == 10 and max(pd.Series([leaf[p] for p in two]).value_counts()) <= 2
+
+
+def test_a_rating_of_any_value_is_seen_and_rebuy_categories_come_back(rand_rec):
+    _, df, x, _ = rand_rec
+    idx = ProductIndex.build(df, random_cfg(), vectors=x)
+    t = datetime(2024, 1, 1)
+    rows = [("u", "p0001", "rating", 1.0), ("u", "p0002", "purchase", None), ("u", "p0003", "view", None)]
+    rows += [(f"o{i}", f"p{(i * 7) % 400:04d}", "purchase", None) for i in range(200)]
+    inter = pd.DataFrame([{"user_id": u, "product_id": p, "event": e, "quantity": 1, "rating": r,
+                           "timestamp": t} for u, p, e, r in rows])
+    near = {"p0001", "p0002", "p0003"}
+    rec = Recommender(idx, inter, RetrievalConfig(max_per_category=None))
+    # a query right at the seen items: without the exclusion they would top the list
+    top = {r.product.id for r in rec.recommend(["p0002"], user_id="u", filters=Filters(in_stock=False), k=20)}
+    assert not top & near and rec.seen("u") == near
+    leaf = df.set_index("id").loc["p0002", "category"][-1]
+    rebuy = Recommender(idx, inter, RetrievalConfig(max_per_category=None, rebuy_categories=[leaf.upper()]))
+    assert rebuy.seen("u") == {"p0001", "p0003"}  # the purchase may come again; the rating and view never
+    again = [r.product.id for r in rebuy.recommend(user_id="u", filters=Filters(in_stock=False), k=400)]
+    assert "p0002" in again and not {"p0001", "p0003"} & set(again)
+
+
+@pytest.mark.parametrize("name", ["superstore", "movielens"])
+def test_no_user_of_either_dataset_is_recommended_what_they_saw(name, shared_cache):
+    """Every user of both real datasets: nothing in their list was in any of their interactions."""
+    from recnarr.data.movielens import load_movielens
+    from recnarr.data.superstore import load_superstore
+
+    ds = (load_superstore if name == "superstore" else load_movielens)(shared_cache)
+    df = ds.products.reset_index(drop=True)
+    x = np.random.default_rng(0).standard_normal((len(df), 16)).astype(np.float32)  # the rule, not the vectors
+    rec = Recommender(ProductIndex.build(df, random_cfg(), vectors=x), ds.interactions, RetrievalConfig())
+    seen = ds.interactions.groupby(ds.interactions["user_id"].astype(str))["product_id"].agg(
+        lambda s: set(s.astype(str)))
+    for uid, items in seen.items():
+        top = [r.product.id for r in rec.recommend(user_id=uid, filters=Filters(in_stock=False), k=10)]
+        assert len(top) == 10 and not set(top) & items, uid

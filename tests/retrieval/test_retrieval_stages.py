@@ -117,8 +117,9 @@ def test_evaluate_retrieval_end_to_end(small_run, monkeypatch, capsys):
     saved = json.loads((cfg.stage_dir("eval") / "retrieval.json").read_text())
     assert saved["datasets"][0]["users"] == 3 == results["datasets"][0]["users"]
     methods = saved["datasets"][0]["methods"]
-    assert set(methods) == {"random", "most-popular", "item-kNN (co-occurrence)", "ours: embedding similarity",
-                            "ours: similarity + popularity + co-purchase"}
+    assert set(methods) == {"random", "most-popular", "item-kNN (co-occurrence)", "EASE (closed form, no text)",
+                            "ours: embedding similarity", "ours: similarity + popularity + co-purchase + EASE, capped"}
+    assert all(m["seen_recommended"] == 0 for m in methods.values())  # nobody is shown what they saw
     assert set(saved["datasets"][0]["approx_index_recall"]) == {"hnsw", "ivfpq"}
     out = capsys.readouterr().out
     assert "Recall@10" in out and "item-kNN" in out and "retrieval.json" in out

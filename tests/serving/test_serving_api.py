@@ -130,6 +130,7 @@ BAD = [
     ({"style": "angry"}, ("style",)),
     ({"surprise": 1}, ("surprise",)),
     ({"filters": {"max_per_brand": 0}}, ("filters", "max_per_brand")),
+    ({"filters": {"max_per_category": 0}}, ("filters", "max_per_category")),
     ({"filters": {"categories": ["c"] * 21}}, ("filters", "categories")),
 ]
 

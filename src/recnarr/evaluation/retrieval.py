@@ -4,14 +4,18 @@ Protocol, per dataset (Superstore and MovieLens-100k by default, `eval.retrieval
 - positives: purchases (Superstore) or ratings >= `retrieval.positive_min_rating` (MovieLens: 4);
 - a user is evaluated if they have a positive in the TEST split that they had not interacted with
   positively before (targets = those new items) and at least one positive in train + val (the history);
-- every method ranks the whole catalog minus the user's history (in stock or not: the ranking, not the
-  stock filter, is measured) and returns its top k;
+- every method ranks the whole catalog minus what the user has seen before the split (any interaction:
+  a film rated 2 is seen too; in stock or not: the ranking, not the stock filter, is measured) and
+  returns its top k;
 - popularity and co-occurrence (for the baselines and our re-ranking) come from TRAIN positives only;
 - Recall@k = |top-k ∩ targets| / |targets|, NDCG@k with binary gains, coverage = distinct items in
-  anyone's top-k / catalog size.
+  anyone's top-k / catalog size, diversity = distinct leaf categories in a top-k / its length (mean
+  over users), and the largest number of one leaf category in any top-k.
 
 Methods in the same table: random, most-popular, item-kNN (co-occurrence, cosine-normalised: sum over the
-history of co(h, c) / sqrt(n_h n_c)), ours with similarity only, and ours with the configured re-ranking.
+history of co(h, c) / sqrt(n_h n_c)), EASE alone (the strongest classic item-item model, closed form),
+ours with similarity only, and ours with the configured blend (similarity, popularity, co-purchase,
+EASE) and the per-category cap.
 
 Approximate index recall: for the configured HNSW and IVF-PQ settings, recall@k of their neighbours
 against exact inner product, on the real embeddings, with the users' query vectors and every product's
@@ -24,7 +28,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +37,7 @@ import pandas as pd
 
 from recnarr.config import IndexConfig, RunConfig, cache_dir
 from recnarr.data.schema import Dataset
+from recnarr.retrieval.collaborative import EASE
 from recnarr.retrieval.index import ProductIndex
 from recnarr.retrieval.recommender import (
     Filters,
@@ -48,6 +53,7 @@ class EvalCase:
     user_id: str
     history: list[tuple[str, Any]]  # (product id, timestamp), oldest first: train + val positives
     targets: set[str]  # new test positives
+    seen: set[str] = field(default_factory=set)  # every item interacted with before the split (excluded)
 
 
 Ranker = Callable[[EvalCase, int], list[str]]
@@ -77,13 +83,16 @@ def eval_cases(ds: Dataset, min_rating: float = 4.0, max_users: int | None = Non
         raise ValueError(f"dataset {ds.name!r} has no `split` column: run the time split (`recnarr data load`)")
     before = {"test": ["train", "val"], "val": ["train"]}[split]
     pos = positive_interactions(inter, min_rating).sort_values(["user_id", "timestamp"], kind="stable")
+    earlier = inter[inter["split"].isin(before)]
+    seen_by = {str(u): set(g.astype(str)) for u, g in earlier.groupby("user_id")["product_id"]}
     cases = []
     for uid, rows in pos.groupby("user_id", sort=True):
         past = rows[rows["split"].isin(before)]
-        seen = set(past["product_id"])
-        targets = set(rows.loc[rows["split"] == split, "product_id"]) - seen
+        seen = seen_by.get(str(uid), set()) | set(past["product_id"].astype(str))
+        targets = set(rows.loc[rows["split"] == split, "product_id"].astype(str)) - seen
         if targets and len(past):
-            cases.append(EvalCase(str(uid), list(zip(past["product_id"], past["timestamp"], strict=True)), targets))
+            cases.append(EvalCase(str(uid), list(zip(past["product_id"], past["timestamp"], strict=True)), targets,
+                                  seen))
     if max_users is not None and len(cases) > max_users:
         pick = np.random.default_rng(seed).choice(len(cases), max_users, replace=False)
         cases = [cases[i] for i in sorted(pick)]
@@ -91,20 +100,29 @@ def eval_cases(ds: Dataset, min_rating: float = 4.0, max_users: int | None = Non
 
 
 def evaluate_rankers(cases: Sequence[EvalCase], rankers: dict[str, Ranker], catalog_size: int,
-                     k: int = 10) -> dict[str, dict[str, float]]:
+                     k: int = 10, leaf: dict[str, str] | None = None) -> dict[str, dict[str, float]]:
+    """leaf: product id -> leaf category, for diversity (left out without it)."""
     out = {}
     for name, rank in rankers.items():
-        rec, ndcg, seen, hits = [], [], set(), 0
+        rec, ndcg, listed, hits, div, most, repeats = [], [], set(), 0, [], 0, 0
         t0 = time.perf_counter()
         for c in cases:
             top = rank(c, k)[:k]
             rec.append(recall_at_k(top, c.targets, k))
             ndcg.append(ndcg_at_k(top, c.targets, k))
             hits += len(set(top) & c.targets)
-            seen.update(top)
+            repeats += len(set(top) & c.seen)
+            listed.update(top)
+            if leaf is not None and top:
+                cats = [leaf.get(p, "") for p in top]
+                div.append(len(set(cats)) / len(cats))
+                most = max(most, max(cats.count(x) for x in set(cats)))
         out[name] = {f"recall@{k}": float(np.mean(rec)) if rec else 0.0,
                      f"ndcg@{k}": float(np.mean(ndcg)) if ndcg else 0.0,
-                     "coverage": len(seen) / catalog_size if catalog_size else 0.0,
+                     "coverage": len(listed) / catalog_size if catalog_size else 0.0,
+                     "diversity": float(np.mean(div)) if div else None,
+                     "max_same_category": most,
+                     "seen_recommended": repeats,  # items the user had already seen, in their list
                      "hits": hits,  # targets found in a top-k, all users together (the scale of the numbers)
                      "ms_per_user": 1000 * (time.perf_counter() - t0) / max(len(cases), 1)}
     return out
@@ -128,7 +146,7 @@ def random_ranker(catalog: Sequence[str], seed: int = 0) -> Ranker:
     rng = np.random.default_rng(seed)
 
     def rank(case: EvalCase, k: int) -> list[str]:
-        return _top_excluding(rng.permutation(len(ids)), ids, {h for h, _ in case.history}, k)
+        return _top_excluding(rng.permutation(len(ids)), ids, case.seen | {h for h, _ in case.history}, k)
 
     return rank
 
@@ -138,7 +156,24 @@ def popularity_ranker(catalog: Sequence[str], stats: InteractionStats) -> Ranker
     order = np.lexsort((ids.astype(str), -stats.popularity(list(catalog))))
 
     def rank(case: EvalCase, k: int) -> list[str]:
-        return _top_excluding(order, ids, {h for h, _ in case.history}, k)
+        return _top_excluding(order, ids, case.seen | {h for h, _ in case.history}, k)
+
+    return rank
+
+
+def ease_ranker(catalog: Sequence[str], stats: InteractionStats, l2: float) -> Ranker:
+    """EASE alone: score(c) = sum over the history of B[h, c]; the rest by popularity."""
+    ids = np.asarray(catalog, dtype=object)
+    cols = stats.cols(list(catalog))
+    pop = stats.popularity(list(catalog))
+    model = EASE(stats, l2)
+
+    def rank(case: EvalCase, k: int) -> list[str]:
+        hist = [h for h, _ in case.history]
+        row = model.scores(hist)
+        score = np.where(cols >= 0, row[np.maximum(cols, 0)], 0.0)
+        order = np.lexsort((ids.astype(str), -pop, -score))
+        return _top_excluding(order, ids, case.seen | set(hist), k)
 
     return rank
 
@@ -161,15 +196,14 @@ def itemknn_ranker(catalog: Sequence[str], stats: InteractionStats) -> Ranker:
             row = co.sum(axis=0)
             score = np.where(cols >= 0, row[np.maximum(cols, 0)], 0.0) / np.sqrt(np.maximum(n, 1.0))
         order = np.lexsort((ids.astype(str), -pop, -score))
-        return _top_excluding(order, ids, set(hist), k)
+        return _top_excluding(order, ids, case.seen | set(hist), k)
 
     return rank
 
 
 def retriever_ranker(rec: Recommender) -> Ranker:
-    f = Filters(in_stock=False, exclude_purchased=True)
-
     def rank(case: EvalCase, k: int) -> list[str]:
+        f = Filters(in_stock=False, exclude_purchased=True, exclude_ids=tuple(case.seen))
         return [r.product.id for r in rec.recommend(case.history, filters=f, k=k)]
 
     return rank
@@ -213,16 +247,20 @@ def evaluate_dataset(ds: Dataset, index: ProductIndex, cfg: RunConfig) -> dict[s
     cases = eval_cases(ds, rcfg.positive_min_rating, cfg.eval.retrieval_max_users, cfg.eval.seed)
     catalog = index.ids
     rec = Recommender(index, ds.interactions, rcfg)
-    sim_only = Recommender(index, ds.interactions, replace(rcfg, popularity_weight=0.0, copurchase_weight=0.0))
+    sim_only = Recommender(index, ds.interactions, replace(rcfg, popularity_weight=0.0, copurchase_weight=0.0,
+                                                           ease_weight=0.0, max_per_category=None))
     stats = InteractionStats(train_interactions(positive_interactions(ds.interactions, rcfg.positive_min_rating)))
     rankers: dict[str, Ranker] = {
         "random": random_ranker(catalog, cfg.eval.seed),
         "most-popular": popularity_ranker(catalog, stats),
         "item-kNN (co-occurrence)": itemknn_ranker(catalog, stats),
+        "EASE (closed form, no text)": ease_ranker(catalog, stats, rcfg.ease_l2),
         "ours: embedding similarity": retriever_ranker(sim_only),
-        "ours: similarity + popularity + co-purchase": retriever_ranker(rec),
+        "ours: similarity + popularity + co-purchase + EASE, capped": retriever_ranker(rec),
     }
-    table = evaluate_rankers(cases, rankers, len(catalog), k)
+    leaf = {str(p): (str(c[-1]) if c is not None and len(c) else "") for p, c in
+            zip(index.column("id"), index.column("category"), strict=True)}
+    table = evaluate_rankers(cases, rankers, len(catalog), k, leaf)
     users = np.stack([rec.query_vector(*rec.resolve_history(c.history), None) for c in cases]) \
         if cases else np.zeros((0, index.dim), np.float32)
     approx_users = approx_recall(index.vectors, users, cfg.index, k) if len(users) else {}
@@ -279,12 +317,14 @@ def index_for(ds: Dataset, cfg: RunConfig) -> ProductIndex:
 
 
 def format_table(results: dict[str, Any], k: int = 10) -> str:
-    lines = [f"{'dataset':<11} {'method':<45} {'Recall@' + str(k):>9} {'NDCG@' + str(k):>8} {'coverage':>9} "
-             f"{'hits':>5}"]
+    lines = [f"{'dataset':<11} {'method':<60} {'Recall@' + str(k):>9} {'NDCG@' + str(k):>8} {'coverage':>9} "
+             f"{'diversity':>9} {'max/cat':>7} {'seen':>5} {'hits':>5}"]
     for r in results["datasets"]:
         for name, m in r["methods"].items():
-            lines.append(f"{r['dataset']:<11} {name:<45} {m[f'recall@{k}']:>9.4f} {m[f'ndcg@{k}']:>8.4f} "
-                         f"{m['coverage']:>9.3f} {m['hits']:>5}")
+            div = f"{m['diversity']:.3f}" if m.get("diversity") is not None else "-"
+            lines.append(f"{r['dataset']:<11} {name:<60} {m[f'recall@{k}']:>9.4f} {m[f'ndcg@{k}']:>8.4f} "
+                         f"{m['coverage']:>9.3f} {div:>9} {m.get('max_same_category', '-'):>7} "
+                         f"{m.get('seen_recommended', '-'):>5} {m['hits']:>5}")
         lines.append(f"{'':<11} ({r['users']} users, {r['targets']} test targets, {r['products']} products, "
                      f"index {r['index']['type']})")
     lines.append("")

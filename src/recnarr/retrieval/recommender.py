@@ -14,13 +14,22 @@ Score (documented, every component is returned with the result):
     score = cosine(query, product)
           + popularity_weight * log(1 + n_p) / log(1 + max_q n_q)
           + copurchase_weight * co(p) / max_candidates co(c)
+          + ease_weight * max(0, ease(p)) / max_candidates ease(c)
     co(p) = sum over history items h of  n_hp / sqrt(n_h * n_p)
+    ease(p) = sum over history items h of  w_h * B[h, p]   (EASE, `recnarr.retrieval.collaborative`)
 
 n_p = distinct users with a positive interaction with p in the TRAIN split, n_hp = train users who
 bought both h and p. Both weighted terms are in [0, 1]. The co-purchase count is cosine-normalised (as in
 item-kNN) so that items everybody buys do not dominate it: on the validation split this beat the raw
 count on both datasets (MovieLens NDCG@10 0.065 vs 0.056 at weights 0.8/0.8). The weights are
 chosen on the validation split (`docs` / `recnarr evaluate retrieval`).
+
+Seen items. A known user's every interaction (a rating of any value, a view, a purchase) means they
+have it or have seen it, so it is never recommended again, except purchases in `rebuy_categories`
+(consumables bought again, configured per catalog). Anonymous histories exclude their own items.
+
+Diversity. At most `max_per_category` results of one leaf category (a request's Filters may set its own
+cap), so a list is not ten near-identical paper packs.
 
 Reasons. For each result, the past purchases it is nearest to (cosine, highest first) and any past
 purchase it is co-purchased with (`copurchase_count` = train users who bought both), so the narrative can
@@ -45,6 +54,7 @@ from scipy import sparse
 
 from recnarr.config import RetrievalConfig
 from recnarr.data.schema import Dataset, Product
+from recnarr.retrieval.collaborative import EASE
 from recnarr.retrieval.embedder import embed_texts
 from recnarr.retrieval.index import ProductIndex
 
@@ -62,11 +72,13 @@ class Filters:
     categories: Sequence[str] | None = None  # any level of the category path matches (case-insensitive)
     exclude_purchased: bool = True  # never recommend an item of the history
     max_per_brand: int | None = None  # at most this many results per brand (no-brand products: unlimited)
+    max_per_category: int | None = None  # at most this many per leaf category (None: the config's cap)
     exclude_ids: Sequence[str] = ()  # never recommend these
 
     def __post_init__(self) -> None:
-        if self.max_per_brand is not None and self.max_per_brand < 1:
-            raise ValueError(f"max_per_brand must be >= 1, got {self.max_per_brand}")
+        for name in ("max_per_brand", "max_per_category"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
 
 
 @dataclass
@@ -86,6 +98,7 @@ class Recommendation:
     similarity: float  # cosine with the query vector
     popularity: float  # normalised log popularity in [0, 1]
     copurchase: float  # normalised co-purchase count with the history in [0, 1]
+    ease: float = 0.0  # normalised EASE score with the history in [0, 1]
     reasons: list[Reason] = field(default_factory=list)
 
     @property
@@ -198,6 +211,9 @@ class Recommender:
         positives = positive_interactions(self._interactions, self.cfg.positive_min_rating)
         self._positives = positives
         self.stats = InteractionStats(train_interactions(positives))
+        self.ease = EASE(self.stats, self.cfg.ease_l2) if (
+            self.cfg.ease_weight > 0 and 0 < len(self.stats.items) <= self.cfg.ease_max_items) else None
+        self._rebuy = {c.strip().lower() for c in self.cfg.rebuy_categories}
         self._text_encoder = text_encoder or (lambda texts: embed_texts(texts, model=index.embed_model))
 
     @classmethod
@@ -224,6 +240,21 @@ class Recommender:
         if h.empty and not (self._interactions["user_id"] == user_id).any():
             raise KeyError(f"unknown user id {user_id!r}")
         return list(zip(h["product_id"], h["timestamp"], strict=True))
+
+    def seen(self, user_id: str) -> set[str]:
+        """What a known user has or has seen (any interaction, any split), never recommended again;
+        purchases in `rebuy_categories` are left out of it (they may be bought again)."""
+        rows = self._interactions[self._interactions["user_id"] == user_id]
+        bought = rows["event"].astype(str).isin(POSITIVE_EVENTS)
+        rest = set(rows.loc[~bought, "product_id"].astype(str))
+        return rest | {p for p in rows.loc[bought, "product_id"].astype(str) if not self.rebuyable(p)}
+
+    def rebuyable(self, product_id: str) -> bool:
+        """A purchase of this product may be recommended again (its leaf category is a consumable's)."""
+        if not self._rebuy or product_id not in self.index:
+            return False
+        path = self.index.column("category")[self.index.rows_of([product_id])[0]]
+        return path is not None and len(path) > 0 and str(path[-1]).lower() in self._rebuy
 
     def resolve_history(self, history: Sequence[HistoryItem]) -> tuple[list[str], list[pd.Timestamp | None]]:
         """Product ids and UTC timestamps (None where not given); unknown ids raise UnknownProductError."""
@@ -293,21 +324,28 @@ class Recommender:
         items += list(history or [])
         hist_ids, times = self.resolve_history(items)
         query = self.query_vector(hist_ids, times, text)
-        excluded = set(filters.exclude_ids) | (set(hist_ids) if filters.exclude_purchased else set())
+        excluded = set(filters.exclude_ids)
+        if filters.exclude_purchased:
+            excluded |= {p for p in hist_ids if not self.rebuyable(p)}
+            if user_id is not None:
+                excluded |= self.seen(user_id)
         co_row = self.stats.copurchase_row(hist_ids) if hist_ids else None
+        ease_row = self.ease.scores(hist_ids, self.history_weights(times)) if hist_ids and self.ease else None
 
         n_fetch = self.cfg.candidates + len(excluded)
         while True:  # widen the search until k results pass the filters, or the whole catalog was seen
-            rows = self._filter(self._candidates(query, co_row, n_fetch), filters, excluded)
+            rows = self._filter(self._candidates(query, co_row, ease_row, n_fetch), filters, excluded)
             searched_all = n_fetch >= len(self.index)
             if len(rows) >= k or searched_all:
-                out = self._rank(rows, query, hist_ids, co_row, filters, k)
+                out = self._rank(rows, query, hist_ids, co_row, ease_row, filters, k, fill=searched_all)
                 if len(out) == k or searched_all:
                     return out
             n_fetch *= 4
 
-    def _candidates(self, query: np.ndarray | None, co_row: np.ndarray | None, n_fetch: int) -> np.ndarray:
-        """Index rows of the candidate pool (nearest neighbours + co-purchased + popular if no query)."""
+    def _candidates(self, query: np.ndarray | None, co_row: np.ndarray | None, ease_row: np.ndarray | None,
+                    n_fetch: int) -> np.ndarray:
+        """Index rows of the candidate pool (nearest neighbours + co-purchased + EASE's best + popular if
+        no query)."""
         ids: list[str] = []
         if query is not None:
             ids += [pid for pid, _ in self.index.search(query, n_fetch)[0]]
@@ -317,6 +355,9 @@ class Recommender:
         if co_row is not None and self.cfg.copurchase_weight > 0 and self.cfg.copurchase_candidates > 0:
             top = np.argsort(-co_row, kind="stable")[: self.cfg.copurchase_candidates]
             ids += [self.stats.items[j] for j in top if co_row[j] > 0 and self.stats.items[j] in self.index]
+        if ease_row is not None and self.cfg.ease_candidates > 0:  # widened with the search
+            top = np.argsort(-ease_row, kind="stable")[: self.cfg.ease_candidates + n_fetch - self.cfg.candidates]
+            ids += [self.stats.items[j] for j in top if ease_row[j] > 0 and self.stats.items[j] in self.index]
         return self.index.rows_of(dict.fromkeys(ids))
 
     def _filter(self, rows: np.ndarray, f: Filters, excluded: set[str]) -> np.ndarray:
@@ -339,7 +380,7 @@ class Recommender:
         return rows[keep]
 
     def _rank(self, rows: np.ndarray, query: np.ndarray | None, hist_ids: list[str], co_row: np.ndarray | None,
-              f: Filters, k: int) -> list[Recommendation]:
+              ease_row: np.ndarray | None, f: Filters, k: int, fill: bool = False) -> list[Recommendation]:
         if not len(rows):
             return []
         ids = [str(p) for p in self.index.column("id")[rows]]
@@ -351,24 +392,56 @@ class Recommender:
             c = self.stats.cols(ids)
             co_raw = np.where(c >= 0, co_row[np.maximum(c, 0)], 0.0)
         co = co_raw / co_raw.max() if co_raw.max() > 0 else np.zeros(len(rows))
-        score = sim + self.cfg.popularity_weight * pop + self.cfg.copurchase_weight * co
+        ease = np.zeros(len(rows))
+        if ease_row is not None:
+            c = self.stats.cols(ids)
+            ease = np.maximum(np.where(c >= 0, ease_row[np.maximum(c, 0)], 0.0), 0.0)
+            ease = ease / ease.max() if ease.max() > 0 else ease
+        score = (sim + self.cfg.popularity_weight * pop + self.cfg.copurchase_weight * co
+                 + self.cfg.ease_weight * ease)
         order = np.lexsort((np.array(ids), -score))  # ties: by id, so results are deterministic
-        brands: dict[str, int] = {}
-        picked: list[int] = []
-        brand_col = self.index.column("brand")[rows]
-        for i in order:
-            b = brand_col[i]
-            if f.max_per_brand is not None and isinstance(b, str) and b:
-                if brands.get(b, 0) >= f.max_per_brand:
-                    continue
-                brands[b] = brands.get(b, 0) + 1
-            picked.append(int(i))
-            if len(picked) == k:
-                break
+        picked = self._capped(order, rows, f, k, fill)
         reasons = self._reasons([ids[i] for i in picked], vecs[picked], hist_ids)
         return [Recommendation(product=self.index.product(ids[i]), score=float(score[i]), similarity=float(sim[i]),
-                               popularity=float(pop[i]), copurchase=float(co[i]), reasons=r)
+                               popularity=float(pop[i]), copurchase=float(co[i]), ease=float(ease[i]), reasons=r)
                 for i, r in zip(picked, reasons, strict=True)]
+
+    def _capped(self, order: np.ndarray, rows: np.ndarray, f: Filters, k: int, fill: bool) -> list[int]:
+        """The first k of `order` within the per-brand and per-leaf-category caps. The brand cap is a
+        filter; the category cap gives way (`fill`, once the whole catalog was searched) when the
+        catalog has too few categories to fill k places under it."""
+        picked = self._within_caps(order, rows, f, k, f.max_per_category or self.cfg.max_per_category)
+        if fill and len(picked) < k:
+            chosen = set(picked)
+            rest = self._within_caps([i for i in order if int(i) not in chosen], rows, f, k, None, picked)
+            rank = {int(i): r for r, i in enumerate(order)}
+            picked = sorted(picked + rest, key=rank.__getitem__)[:k]
+        return picked
+
+    def _within_caps(self, order, rows: np.ndarray, f: Filters, k: int, cat_cap: int | None,
+                     already: Sequence[int] = ()) -> list[int]:
+        """Rows of `order`, best first, that keep the caps (with `already` in the list), up to k in all."""
+        brand_col, cat_col = self.index.column("brand")[rows], self.index.column("category")[rows]
+        counts: dict[tuple[str, str], int] = {}
+        for i in already:  # brands already in the list count against the brand cap
+            if f.max_per_brand is not None and isinstance(brand_col[i], str) and brand_col[i]:
+                counts[("brand", brand_col[i])] = counts.get(("brand", brand_col[i]), 0) + 1
+        picked: list[int] = []
+        for i in order:
+            b, path = brand_col[i], cat_col[i]
+            keys = []
+            if f.max_per_brand is not None and isinstance(b, str) and b:
+                keys.append((("brand", b), f.max_per_brand))
+            if cat_cap is not None and path is not None and len(path):
+                keys.append((("category", str(path[-1]).lower()), cat_cap))
+            if any(counts.get(key, 0) >= cap for key, cap in keys):
+                continue
+            for key, _ in keys:
+                counts[key] = counts.get(key, 0) + 1
+            picked.append(int(i))
+            if len(picked) + len(already) == k:
+                break
+        return picked
 
     def _reasons(self, ids: list[str], vecs: np.ndarray, hist_ids: list[str]) -> list[list[Reason]]:
         """Per result: co-purchased past purchases first, then the nearest ones (cosine), at most max_reasons."""

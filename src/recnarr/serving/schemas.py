@@ -53,6 +53,8 @@ class FiltersIn(_Strict):
     categories: list[Category] | None = Field(None, max_length=20, description="any level of the path matches")
     exclude_purchased: bool = True
     max_per_brand: int | None = Field(None, ge=1, le=10)
+    max_per_category: int | None = Field(None, ge=1, le=50, description="at most this many results of one leaf "
+                                         "category (default: the server's retrieval.max_per_category, 3)")
     exclude_ids: list[ProductId] = Field(default_factory=list, max_length=MAX_HISTORY)
 
 
