@@ -112,6 +112,16 @@ COMMANDS: list[Command] = [
                  help="quantization (default: quantize.mode)"),
              opt("--backend", default=None, choices=["torch", "llamacpp"],
                  help="llamacpp: serve a GGUF file (--checkpoint FILE.gguf, else <run>/export/gguf, else shipped)")]),
+    Command("batch", "recommendations + a verified narrative for every customer (or a segment, or a list), "
+            "batched, resumable -> <run>/batch/part-*.parquet",
+            "recnarr.inference.batch:batch",
+            [opt("--users", default="all", help="all | segment=NAME | a file with one customer id per line"),
+             opt("--out", default=None, help="output folder (default: <run>/batch)"),
+             opt("--part-size", dest="part_size", type=int, default=256,
+                 help="customers per part file (a kill loses at most one part)"),
+             opt("--seed", type=int, default=0, help="base sampling seed (each customer's is derived from it)"),
+             opt("-n", dest="n", type=int, default=3, help="products per customer"),
+             opt("--limit", type=int, default=None, help="only the first N customers (in id order)")]),
     Command("ondevice", "privacy mode: write a customer's narrative locally with the GGUF model; the server is "
             "sent product ids only (start `recnarr serve` first)",
             "recnarr.inference.ondevice:ondevice",

@@ -1,0 +1,144 @@
+"""`recnarr batch`: recommendations and a verified narrative for every customer of a run, as Parquet.
+
+The campaign job: one row per customer (products with scores and reasons, the narrative, whether it
+verified or fell back, its citations, model and index versions, timings), written as part files
+`<out>/part-NNNNN.parquet`. The customers are cut into parts of `--part-size` in a fixed order, so a
+rerun skips every part already on disk and rewrites only what a kill interrupted: each part is
+written to a hidden temporary file and renamed into place (atomic), so a kill loses at most the part it
+was writing, and the finished table is the same. Read it whole with `pandas.read_parquet(<out>)`
+(`_manifest.json` and `_config.yaml` beside the parts are skipped by Parquet readers).
+
+Generation is batched: every customer of a part joins one continuous-batching session of the same
+generator, grammar and verifier the service runs (`NarrativeGenerator.stream(cooperative=True)`), up to
+`generation.max_batch` decoding together. Each customer's sampling seed is derived from `--seed` and
+the customer id (recorded in the row), so the API with that seed writes the same narrative (up to the
+int8 kernels' batch-dependent rounding: dynamic int8 quantizes each step's activations per batch).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import zlib
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from recnarr.config import RunConfig, save_config
+
+COLUMNS = ["user_id", "seed", "product_ids", "products", "narrative", "verified", "fallback", "narrated_product",
+           "citations", "errors", "timings", "versions"]
+
+
+def select_users(ds, users: str) -> list[str]:
+    """all | segment=NAME | a file with one customer id per line; sorted, so parts are stable."""
+    active = set(ds.interactions["user_id"].astype(str))
+    if users == "all":
+        chosen = active
+    elif users.startswith("segment="):
+        seg = users.split("=", 1)[1]
+        u = ds.users
+        chosen = set(u.loc[u["segment"].astype(str) == seg, "id"].astype(str)) & active
+        if not chosen:
+            raise ValueError(f"no customer with interactions in segment {seg!r} "
+                             f"(segments: {sorted(set(u['segment'].dropna().astype(str)))})")
+    else:
+        path = Path(users)
+        if not path.exists():
+            raise FileNotFoundError(f"--users {users!r}: not 'all', not 'segment=NAME', and no such file")
+        ids = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+        unknown = [u for u in ids if u not in active]
+        if unknown:
+            raise ValueError(f"{path}: {len(unknown)} customer ids have no interactions in the run's data, "
+                             f"e.g. {unknown[:3]}")
+        chosen = set(ids)
+    return sorted(chosen)
+
+
+def user_seed(seed: int, user_id: str) -> int:
+    return zlib.crc32(f"{seed}:{user_id}".encode()) & 0x7FFFFFFF
+
+
+def row_of(user_id: str, seed: int, result) -> dict[str, Any]:
+    nar = result.narrative
+    return {"user_id": user_id, "seed": seed, "product_ids": [p.id for p in result.products],
+            "products": json.dumps([{"id": p.id, "title": p.title, "score": round(s, 6), "reasons": r}
+                                    for p, s, r in zip(result.products, result.scores, result.reasons, strict=True)]),
+            "narrative": nar.text if nar else None, "verified": bool(nar and nar.verified),
+            "fallback": bool(nar and nar.fallback), "narrated_product": nar.product_id if nar else None,
+            "citations": json.dumps([c.__dict__ for c in nar.citations] if nar else [], default=str),
+            "errors": json.dumps(nar.errors if nar else []),
+            "timings": json.dumps({k: round(v, 4) for k, v in result.timings.items()}),
+            "versions": json.dumps(result.versions, default=str)}
+
+
+def narrate_part(gen, users: list[str], seed: int, n: int) -> list[dict[str, Any]]:
+    """Every customer of `users` through one batched session: each stream runs to its next decode step,
+    then one `step()` decodes a token for all of them."""
+    seeds = {u: user_seed(seed, u) for u in users}
+    streams = {u: gen.stream(u, n=n, sampling={"seed": seeds[u]}, cooperative=True) for u in users}
+    rows: dict[str, dict[str, Any]] = {}
+    while streams:
+        for u in list(streams):
+            for event in streams[u]:
+                if event["type"] == "tick":
+                    break
+                if event["type"] == "final":
+                    rows[u] = row_of(u, seeds[u], event["result"])
+            else:
+                del streams[u]
+        gen.step()
+    return [rows[u] for u in users]
+
+
+def _write_atomic(df: pd.DataFrame, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")  # hidden: a reader of the folder never sees a half-written part
+    df.to_parquet(tmp, index=False)
+    os.replace(tmp, path)
+
+
+def batch(cfg: RunConfig, users: str = "all", out: str | None = None, part_size: int = 256, seed: int = 0,
+          n: int = 3, limit: int | None = None) -> Path:
+    from recnarr.inference.generator import load_generator
+
+    gen = load_generator(cfg)
+    folder = Path(out) if out else cfg.stage_dir("batch")
+    folder.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, folder, "_config.yaml")  # the config that made it ("_": Parquet readers skip it)
+    return run_batch(gen, folder, users, part_size, seed, n, limit)
+
+
+def run_batch(gen, folder: Path, users: str = "all", part_size: int = 256, seed: int = 0, n: int = 3,
+              limit: int | None = None) -> Path:
+    """The batch over a loaded generator: parts already in `folder` are kept, the rest written."""
+    if part_size < 1:
+        raise ValueError(f"--part-size must be >= 1, got {part_size}")
+    ids = select_users(gen.dataset, users)[:limit]
+    folder.mkdir(parents=True, exist_ok=True)
+    settings = {"users": users, "part_size": part_size, "seed": seed, "n": n, "limit": limit,
+                "customers": len(ids), "versions": gen.versions}
+    manifest = folder / "_manifest.json"
+    if manifest.exists():
+        before = json.loads(manifest.read_text())
+        changed = [k for k in ("users", "part_size", "seed", "n", "limit") if before.get(k) != settings[k]]
+        if changed:
+            raise ValueError(f"{folder} holds a batch made with other settings ({', '.join(changed)}): "
+                             "use another --out, or delete it to start over")
+    manifest.write_text(json.dumps(settings, indent=2, default=str))
+    parts = [ids[i:i + part_size] for i in range(0, len(ids), part_size)]
+    todo = [(k, p) for k, p in enumerate(parts) if not (folder / f"part-{k:05d}.parquet").exists()]
+    done_before = len(ids) - sum(len(p) for _, p in todo)
+    print(f"batch: {len(ids)} customers in {len(parts)} parts -> {folder} ({done_before} already written)",
+          flush=True)
+    t0, written = time.perf_counter(), 0
+    for k, part in todo:
+        rows = narrate_part(gen, part, seed, n)
+        _write_atomic(pd.DataFrame(rows, columns=COLUMNS), folder / f"part-{k:05d}.parquet")
+        written += len(part)
+        rate = written / (time.perf_counter() - t0)
+        left = len(ids) - done_before - written
+        print(f"  part {k + 1}/{len(parts)}: {done_before + written}/{len(ids)} customers, {rate:.2f} narratives/s, "
+              f"ETA {left / rate:.0f} s", flush=True)
+    return folder
