@@ -62,3 +62,28 @@ def test_bad_settings_and_users_are_named(gen, tmp_path):
         select_users(gen.dataset, "segment=Martians")
     with pytest.raises(FileNotFoundError, match="no such file"):
         select_users(gen.dataset, str(tmp_path / "missing.txt"))
+
+
+def test_kill_9_halfway_and_a_rerun_give_the_same_table(gen, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import time
+
+    serving = str(Path(__file__).resolve().parents[1] / "serving")
+    script = ("import sys, time; import tiny_generator; from pathlib import Path; "
+              "import recnarr.inference.batch as b; part = b.narrate_part; "
+              "b.narrate_part = lambda *a: (time.sleep(0.3), part(*a))[1]; "  # slow enough to die halfway
+              "b.run_batch(tiny_generator.build(engine='gpt', max_new_tokens=24), Path(sys.argv[1]), part_size=1)")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([serving, os.environ.get("PYTHONPATH", "")])}
+    out = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-c", script, str(out)], stdout=subprocess.DEVNULL, env=env)
+    deadline = time.monotonic() + 120
+    while len(list(out.glob("part-*.parquet"))) < 2 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert len(list(out.glob("part-*.parquet"))) < len(select_users(gen.dataset, "all"))  # it died halfway
+    run_batch(gen, out, part_size=1)
+    run_batch(gen, tmp_path / "whole", part_size=1)
+    pd.testing.assert_frame_equal(table(out), table(tmp_path / "whole"))
