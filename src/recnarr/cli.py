@@ -121,7 +121,11 @@ COMMANDS: list[Command] = [
                  help="customers per part file (a kill loses at most one part)"),
              opt("--seed", type=int, default=0, help="base sampling seed (each customer's is derived from it)"),
              opt("-n", dest="n", type=int, default=3, help="products per customer"),
-             opt("--limit", type=int, default=None, help="only the first N customers (in id order)")]),
+             opt("--limit", type=int, default=None, help="only the first N customers (in id order)"),
+             opt("--engine", default="local", choices=["local", "ray"],
+                 help="local: in this process; ray: Ray Data (a local Ray, or --ray-address)"),
+             opt("--ray-address", dest="ray_address", default=None, help="an existing Ray cluster (e.g. auto)"),
+             opt("--workers", type=int, default=1, help="ray: actors, each with the model and index loaded")]),
     Command("ondevice", "privacy mode: write a customer's narrative locally with the GGUF model; the server is "
             "sent product ids only (start `recnarr serve` first)",
             "recnarr.inference.ondevice:ondevice",

@@ -87,3 +87,22 @@ def test_kill_9_halfway_and_a_rerun_give_the_same_table(gen, tmp_path):
     run_batch(gen, out, part_size=1)
     run_batch(gen, tmp_path / "whole", part_size=1)
     pd.testing.assert_frame_equal(table(out), table(tmp_path / "whole"))
+
+
+@pytest.mark.slow
+def test_ray_engine_writes_the_rows_of_the_local_engine(gen, tmp_path, monkeypatch):
+    """On a local Ray (2 CPUs in CI): the same parts, the same rows, for the same seeds."""
+    import os
+    from functools import partial
+
+    pytest.importorskip("ray")
+    from recnarr.inference.batch import run_ray
+
+    serving = str(Path(__file__).resolve().parents[1] / "serving")  # the workers import tiny_generator
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([serving, os.environ.get("PYTHONPATH", "")]))
+    factory = partial(tiny_generator.build, engine="gpt", max_new_tokens=24)
+    run_ray(factory, tmp_path / "ray", part_size=3, workers=1)
+    run_batch(gen, tmp_path / "local", part_size=3)
+    assert sorted(p.name for p in (tmp_path / "ray").glob("part-*")) == \
+        sorted(p.name for p in (tmp_path / "local").glob("part-*"))
+    pd.testing.assert_frame_equal(table(tmp_path / "ray"), table(tmp_path / "local"))

@@ -8,6 +8,10 @@ written to a hidden temporary file and renamed into place (atomic), so a kill lo
 was writing, and the finished table is the same. Read it whole with `pandas.read_parquet(<out>)`
 (`_manifest.json` and `_config.yaml` beside the parts are skipped by Parquet readers).
 
+Engines: `local` (the default, in this process) and `ray` (Ray Data: the parts as a Ray Dataset,
+`map_batches` over a pool of actors that each load the model and index once, on a local Ray or an
+existing cluster; see `run_ray`). Both write the same parts, so either can resume the other's job.
+
 Generation is batched: every customer of a part joins one continuous-batching session of the same
 generator, grammar and verifier the service runs (`NarrativeGenerator.stream(cooperative=True)`), up to
 `generation.max_batch` decoding together. Each customer's sampling seed is derived from `--seed` and
@@ -100,19 +104,90 @@ def _write_atomic(df: pd.DataFrame, path: Path) -> None:
 
 
 def batch(cfg: RunConfig, users: str = "all", out: str | None = None, part_size: int = 256, seed: int = 0,
-          n: int = 3, limit: int | None = None) -> Path:
+          n: int = 3, limit: int | None = None, engine: str = "local", ray_address: str | None = None,
+          workers: int = 1) -> Path:
+    from functools import partial
+
     from recnarr.inference.generator import load_generator
 
-    gen = load_generator(cfg)
     folder = Path(out) if out else cfg.stage_dir("batch")
     folder.mkdir(parents=True, exist_ok=True)
     save_config(cfg, folder, "_config.yaml")  # the config that made it ("_": Parquet readers skip it)
-    return run_batch(gen, folder, users, part_size, seed, n, limit)
+    if engine == "ray":
+        return run_ray(partial(load_generator, cfg), folder, users, part_size, seed, n, limit, ray_address, workers)
+    if engine != "local":
+        raise ValueError(f"--engine must be local or ray, got {engine!r}")
+    return run_batch(load_generator(cfg), folder, users, part_size, seed, n, limit)
+
+
+class _PartWriter:
+    """A Ray actor: loads the generator once, then writes whole parts, exactly as the local engine does."""
+
+    def __init__(self, factory, folder: str, parts: dict[int, list[str]], seed: int, n: int):
+        self.gen, self.folder, self.parts, self.seed, self.n = factory(), Path(folder), parts, seed, n
+
+    def __call__(self, batch: dict) -> dict:
+        for k in batch["part"]:
+            rows = narrate_part(self.gen, self.parts[int(k)], self.seed, self.n)
+            _write_atomic(pd.DataFrame(rows, columns=COLUMNS), self.folder / f"part-{int(k):05d}.parquet")
+        return {"part": batch["part"]}
+
+
+def run_ray(factory, folder: Path, users: str = "all", part_size: int = 256, seed: int = 0, n: int = 3,
+            limit: int | None = None, address: str | None = None, workers: int = 1) -> Path:
+    """The batch on Ray Data: the missing parts as a Ray Dataset, `map_batches` over a pool of `workers`
+    actors (each loads the model and index once via `factory`). Parts are written by the actors with the
+    local engine's atomic renames rather than Ray's Parquet writer, so the two engines resume the same
+    way and write the same table. `address`: an existing cluster (`ray://...` or `auto`); without one, a
+    local Ray is started for the job. The output folder must be storage every worker sees."""
+    import ray
+
+    gen = factory()  # the driver needs the customer list (and checks the settings) only
+    parts, todo = _plan(gen, folder, users, part_size, seed, n, limit)
+    del gen
+    started = not ray.is_initialized()
+    if started:  # the workers import what the driver imports: pass its module path on
+        ray.init(address=address, include_dashboard=False, log_to_driver=False,
+                 runtime_env={"env_vars": {"PYTHONPATH": os.environ.get("PYTHONPATH", "")}})
+    try:
+        t0 = time.perf_counter()
+        ds = ray.data.from_items([{"part": k} for k in todo])
+        kwargs = {"factory": factory, "folder": str(folder), "parts": {k: parts[k] for k in todo}, "seed": seed,
+                  "n": n}
+        done = ds.map_batches(_PartWriter, batch_size=1, compute=ray.data.ActorPoolStrategy(size=workers),
+                              fn_constructor_kwargs=kwargs)
+        written = len(done.take_all())
+        print(f"ray: {written} parts in {time.perf_counter() - t0:.1f} s -> {folder}", flush=True)
+    finally:
+        if started:
+            ray.shutdown()
+    return folder
 
 
 def run_batch(gen, folder: Path, users: str = "all", part_size: int = 256, seed: int = 0, n: int = 3,
               limit: int | None = None) -> Path:
     """The batch over a loaded generator: parts already in `folder` are kept, the rest written."""
+    parts, todo = _plan(gen, folder, users, part_size, seed, n, limit)
+    ids = [u for p in parts for u in p]
+    done_before = len(ids) - sum(len(parts[k]) for k in todo)
+    print(f"batch: {len(ids)} customers in {len(parts)} parts -> {folder} ({done_before} already written)",
+          flush=True)
+    t0, written = time.perf_counter(), 0
+    for k in todo:
+        rows = narrate_part(gen, parts[k], seed, n)
+        _write_atomic(pd.DataFrame(rows, columns=COLUMNS), folder / f"part-{k:05d}.parquet")
+        written += len(parts[k])
+        rate = written / (time.perf_counter() - t0)
+        left = len(ids) - done_before - written
+        print(f"  part {k + 1}/{len(parts)}: {done_before + written}/{len(ids)} customers, {rate:.2f} narratives/s, "
+              f"ETA {left / rate:.0f} s", flush=True)
+    return folder
+
+
+def _plan(gen, folder: Path, users: str, part_size: int, seed: int, n: int,
+          limit: int | None) -> tuple[list[list[str]], list[int]]:
+    """The customers cut into parts in a fixed order, and the parts not on disk yet. Refuses a folder
+    holding a batch of other settings."""
     if part_size < 1:
         raise ValueError(f"--part-size must be >= 1, got {part_size}")
     ids = select_users(gen.dataset, users)[:limit]
@@ -128,17 +203,4 @@ def run_batch(gen, folder: Path, users: str = "all", part_size: int = 256, seed:
                              "use another --out, or delete it to start over")
     manifest.write_text(json.dumps(settings, indent=2, default=str))
     parts = [ids[i:i + part_size] for i in range(0, len(ids), part_size)]
-    todo = [(k, p) for k, p in enumerate(parts) if not (folder / f"part-{k:05d}.parquet").exists()]
-    done_before = len(ids) - sum(len(p) for _, p in todo)
-    print(f"batch: {len(ids)} customers in {len(parts)} parts -> {folder} ({done_before} already written)",
-          flush=True)
-    t0, written = time.perf_counter(), 0
-    for k, part in todo:
-        rows = narrate_part(gen, part, seed, n)
-        _write_atomic(pd.DataFrame(rows, columns=COLUMNS), folder / f"part-{k:05d}.parquet")
-        written += len(part)
-        rate = written / (time.perf_counter() - t0)
-        left = len(ids) - done_before - written
-        print(f"  part {k + 1}/{len(parts)}: {done_before + written}/{len(ids)} customers, {rate:.2f} narratives/s, "
-              f"ETA {left / rate:.0f} s", flush=True)
-    return folder
+    return parts, [k for k in range(len(parts)) if not (folder / f"part-{k:05d}.parquet").exists()]
