@@ -276,3 +276,16 @@ def test_summarize_counts_by_kind() -> None:
     assert out["with_false_claims"] == 1
     assert out["false_claims"] == 2
     assert out["by_kind"]["discount"] == 1 and out["by_kind"]["name"] == 1 and out["by_kind"]["title"] == 0
+
+
+def test_a_brand_with_digits_is_the_products_name_not_a_number() -> None:
+    ds = _dataset("brands", [{"id": "h", "title": "3M Hangers With Command Adhesive", "brand": "3M",
+                              "category": ["Furniture", "Furnishings"], "price": 3.70, "discount": 0.6},
+                             {"id": "d", "title": "Master Caster Door Stop, Gray", "brand": "Master Caster",
+                              "category": ["Furniture", "Furnishings"], "price": 8.0}],
+                  [("G", "Gary Mole", "Consumer", {})], [("G", "d", "purchase", None, "2017-12-14")])
+    audit = Auditor(ds)
+    text = "Our pick for you: the 3M Hangers With Command Adhesive. Made by 3M. Now $1.48 instead of $3.70."
+    assert audit.audit(text, "h", "G") == []
+    wrong = audit.audit("Take a look at the Master Caster Door Stop, Gray. Made by 3M.", "d", "G")
+    assert [c.kind for c in wrong] == ["number"]  # another product's brand stays a claim to check

@@ -164,3 +164,29 @@ def test_shipped_model_streams_only_its_final_verified_text(shipped_gen):
         assert streamed == n.text and n.verified, (seed, streamed, n.text)
         assert auditor.audit(n.text, n.product_id, user) == [], n.text
         assert not n.fallback or n.text.startswith("We recommend the ")
+
+
+def test_a_sentence_of_facts_already_stated_is_left_out(shared_cache):
+    from recnarr.data.tokenizer import get_tokenizer
+    from recnarr.inference.decoding import NarrativeGuide, TokenTable
+    from recnarr.inference.records import RecordBuilder
+
+    ds = tiny_generator.dataset()
+    builder = RecordBuilder(ds)
+    uid = str(ds.interactions["user_id"].value_counts().index[0])
+    past = builder.customer_history(uid)
+    items = builder.history_items([(pid, ts) for pid, ts, _ in past], uid, max_items=4)
+    bought = {pid for pid, _, _ in past}
+    pid = next(p for p in sorted(ds.products["id"].astype(str)) if p not in bought)
+    rec = builder.record(builder.product(pid), items, uid, items[-1].product_id, "warm")
+    tok = get_tokenizer()
+    guide = NarrativeGuide(rec, TokenTable.of(tok, 50257), tok.eot_token, 2)
+    text = ("Meet the {product}. You {past1_verb} the {past1} in {past1_date}. "
+            "In {past1_date} you {past1_verb} the {past1}. Meet the {product}.")
+    for t in tok.encode(text):
+        assert guide.allows(t)
+        guide.push(t)
+    guide.push(tok.eot_token)
+    assert guide.accepted == "Meet the {product}. You {past1_verb} the {past1} in {past1_date}."
+    assert [d.split(": ")[-1] for d in guide.dropped] == ["it repeats facts already stated",
+                                                          "a repeat of a sentence already written"]

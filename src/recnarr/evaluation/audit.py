@@ -272,6 +272,12 @@ class Auditor:
         for sp in spans:
             mask(sp.start, sp.end)
 
+        # 1b. the product's own brand when it holds a digit ("3M"): a name from its row, not a number claim
+        brand = str(_clean(product.get("brand")) or "")
+        if re.search(r"\d", brand):
+            for m in re.finditer(rf"(?<![\w§]){re.escape(brand)}(?!\w)", masked()):
+                mask(m.start(), m.end())
+
         # 2. money
         price = _number(product.get("price"))
         discount = _number(product.get("discount")) or 0.0

@@ -20,7 +20,7 @@ from __future__ import annotations
 import string
 from dataclasses import dataclass, field
 
-from recnarr.data.claims import fill, owner_of, slot_values
+from recnarr.data.claims import SLOT_RE, fill, owner_of, slot_values
 from recnarr.data.connectives import VOCABULARY
 from recnarr.data.narratives import NarrativeRecord
 from recnarr.inference.engine import COMMIT, GO_ON, REJECT
@@ -243,6 +243,11 @@ class NarrativeGuide:
             return self._leave_out("the grammar had to force words on the model")
         if self.segment.strip() in self.accepted:
             return self._leave_out("a repeat of a sentence already written")
+        said = set(SLOT_RE.findall(self.segment))
+        if said - {"product"} and said <= set(SLOT_RE.findall(self.accepted)):
+            # every fact of it is already stated ("You also bought the {past1} in {past1_date}." after the
+            # sentence that said so): a repeat in other words reads as a second, separate claim
+            return self._leave_out("it repeats facts already stated")
         errors = [e for e in ground(candidate, self.rec).errors if e != MISSING_PRODUCT]
         if not errors:
             self.accepted, self.segment, self.tries, self.forced = candidate, "", 0, False
