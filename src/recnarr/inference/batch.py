@@ -97,9 +97,12 @@ def narrate_part(gen, users: list[str], seed: int, n: int) -> list[dict[str, Any
     return [rows[u] for u in users]
 
 
-def _write_atomic(df: pd.DataFrame, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")  # hidden: a reader of the folder never sees a half-written part
-    df.to_parquet(tmp, index=False)
+def write_part(gen, folder: Path, k: int, users: list[str], seed: int, n: int) -> None:
+    """Part k: its customers narrated, then written to a hidden temporary file and renamed into place
+    (atomic: a reader of the folder, or a rerun, never sees a half-written part)."""
+    path = folder / f"part-{k:05d}.parquet"
+    tmp = path.with_name(f".{path.name}.tmp")
+    pd.DataFrame(narrate_part(gen, users, seed, n), columns=COLUMNS).to_parquet(tmp, index=False)
     os.replace(tmp, path)
 
 
@@ -128,8 +131,7 @@ class _PartWriter:
 
     def __call__(self, batch: dict) -> dict:
         for k in batch["part"]:
-            rows = narrate_part(self.gen, self.parts[int(k)], self.seed, self.n)
-            _write_atomic(pd.DataFrame(rows, columns=COLUMNS), self.folder / f"part-{int(k):05d}.parquet")
+            write_part(self.gen, self.folder, int(k), self.parts[int(k)], self.seed, self.n)
         return {"part": batch["part"]}
 
 
@@ -174,8 +176,7 @@ def run_batch(gen, folder: Path, users: str = "all", part_size: int = 256, seed:
           flush=True)
     t0, written = time.perf_counter(), 0
     for k in todo:
-        rows = narrate_part(gen, parts[k], seed, n)
-        _write_atomic(pd.DataFrame(rows, columns=COLUMNS), folder / f"part-{k:05d}.parquet")
+        write_part(gen, folder, k, parts[k], seed, n)
         written += len(parts[k])
         rate = written / (time.perf_counter() - t0)
         left = len(ids) - done_before - written
