@@ -106,3 +106,13 @@ def test_ray_engine_writes_the_rows_of_the_local_engine(gen, tmp_path, monkeypat
     assert sorted(p.name for p in (tmp_path / "ray").glob("part-*")) == \
         sorted(p.name for p in (tmp_path / "local").glob("part-*"))
     pd.testing.assert_frame_equal(table(tmp_path / "ray"), table(tmp_path / "local"))
+
+
+def test_the_generator_excludes_all_a_user_saw_not_only_positives(gen, monkeypatch):
+    """The service path passes the user to the recommender: an item seen (a low rating, a view) never
+    comes back, as the recommender's own `seen` says."""
+    uid = select_users(gen.dataset, "all")[0]
+    top = gen.retrieve(uid, None, None, None, 3)[1][0].product.id
+    seen = gen.recommender.seen(uid) | {top}  # as if the user had rated it 2
+    monkeypatch.setattr(gen.recommender, "seen", lambda user_id: seen)
+    assert top not in [r.product.id for r in gen.retrieve(uid, None, None, None, 3)[1]]

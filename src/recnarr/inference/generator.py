@@ -149,6 +149,11 @@ class NarrativeGenerator:
                  filters: Filters | None, n: int):
         items: list[tuple[str, Any]] = list(self.recommender.user_history(user_id)) if user_id else []
         items += [(h, None) if isinstance(h, str) else (h[0], h[1]) for h in (history or [])]
+        if user_id and hasattr(self.recommender, "seen") and (filters is None or filters.exclude_purchased):
+            # everything the user saw (a film rated 2, a view), not only the positives in `items`, stays out;
+            # the on-device retriever has no `seen`: it sends product ids only and excludes its own history
+            f = filters or Filters()
+            filters = replace(f, exclude_ids=tuple(f.exclude_ids) + tuple(sorted(self.recommender.seen(user_id))))
         recs = self.recommender.recommend(items or None, text=text, filters=filters, k=n)
         return items, recs
 
