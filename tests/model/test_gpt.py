@@ -135,7 +135,7 @@ def test_fused_linear_cross_entropy_matches_the_plain_loss(masked):
 
 
 def test_fused_loss_chunks_bf16_and_no_grad():
-    from recnarr.model.gpt import fused_linear_cross_entropy
+    from recnarr.model.fused_ce import fused_linear_cross_entropy
 
     h = torch.randn(50, 16, requires_grad=True)
     w = torch.randn(40, 16, requires_grad=True)
@@ -173,3 +173,16 @@ def test_swapped_head_takes_the_plain_loss_path():
     logits, loss = m(x, y, return_logits=False)
     assert logits is not None
     torch.testing.assert_close(loss, ref)
+
+
+def test_fused_loss_is_exact_for_a_target_far_below_the_rest():
+    # a target logit ~200 below the max: its softmax probability underflows to 0 in any float
+    from recnarr.model.fused_ce import fused_linear_cross_entropy
+
+    w = torch.randn(30, 8)
+    h = torch.randn(6, 8) * 40
+    logits = h @ w.t()
+    t = logits.argmin(dim=1)
+    assert (logits.max(1).values - logits.min(1).values).min() > 120
+    ref = torch.nn.functional.cross_entropy(logits, t)
+    torch.testing.assert_close(fused_linear_cross_entropy(h, w, t), ref)

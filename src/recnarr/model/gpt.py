@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from recnarr.model.fused_ce import fused_linear_cross_entropy
+
 
 @dataclass
 class GPTConfig:
@@ -211,77 +213,3 @@ class GPT(nn.Module):
         mask = (loss_mask.reshape(-1) != 0) & (targets.reshape(-1) != -100)
         mask = mask.to(per_token.dtype)
         return (per_token * mask).sum() / mask.sum().clamp(min=1.0)
-
-
-# ---------------------------------------------------------------------------------------------------------
-# The output projection + cross-entropy, fused. With a 50k vocabulary the (tokens, V) logits dominate
-# training memory (8 x 256 tokens: 411 MB in fp32, plus as much again for log-softmax and the gradient)
-# and their round trips through memory cost time. Computed in row chunks, each chunk's logits are used
-# for the loss and, in the same pass, for the gradients (softmax - onehot), then dropped. The backward
-# only rescales the stored gradients, since the loss is the scalar at the end of the graph. The idea of
-# Liger Kernel's FusedLinearCrossEntropy, in plain torch.
-# ---------------------------------------------------------------------------------------------------------
-FUSED_CE_CHUNK = 1024  # rows per chunk: (1024, 50257) fp32 logits = 206 MB at a time
-
-
-def fused_linear_cross_entropy(h: Tensor, weight: Tensor, targets: Tensor, loss_mask: Tensor | None = None,
-                               chunk: int = FUSED_CE_CHUNK) -> Tensor:
-    """== GPT.loss(h @ weight.T, targets, loss_mask), without materialising the logits.
-
-    h (..., C) final hidden states, weight (V, C), targets (...) with -100 = ignore, loss_mask (...) or None.
-    Under autocast the matmuls run in the autocast dtype, softmax and sums in fp32.
-    """
-    h2, t = h.reshape(-1, h.size(-1)), targets.reshape(-1)
-    keep = t != -100
-    if loss_mask is not None:
-        keep = keep & (loss_mask.reshape(-1) != 0)
-    w_row = keep.float() / keep.sum().clamp(min=1)  # per-row weight of the mean
-    dev = h.device.type
-    compute = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else h.dtype
-    need_h = torch.is_grad_enabled() and h.requires_grad
-    need_w = torch.is_grad_enabled() and weight.requires_grad
-    return _FusedLinearCE.apply(h2, weight, t.clamp(min=0), w_row, compute, need_h, need_w, chunk)
-
-
-class _FusedLinearCE(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, h: Tensor, w: Tensor, t: Tensor, w_row: Tensor, compute: torch.dtype,  # type: ignore[override]
-                need_h: bool, need_w: bool, chunk: int) -> Tensor:
-        with torch.autocast(h.device.type, enabled=False):
-            hc, wc = h.to(compute), w.to(compute)  # (N, C), (V, C)
-            loss = torch.zeros((), dtype=torch.float32, device=h.device)
-            grad_h = torch.empty_like(h) if need_h else None  # (N, C)
-            grad_w = None  # (V, C), fp32, summed over chunks
-            for s in range(0, h.size(0), chunk):
-                e = min(h.size(0), s + chunk)
-                rows = torch.arange(e - s, device=h.device)
-                # vocabulary-major (V, n) logits: MKL computes this product and the two gradient products
-                # below faster than the (n, V) orientation, and reductions run down contiguous columns
-                logits = (wc @ hc[s:e].t()).float()  # (V, n)
-                target_logit = logits[t[s:e], rows]  # (n,)
-                # log-sum-exp by hand, in place: the exponentials are the softmax the gradient needs, and
-                # each pass over the (V, n) block costs as much as a small matmul
-                m = logits.amax(dim=0)  # (n,)
-                probs = logits.sub_(m).exp_()  # (V, n), unnormalised
-                total = probs.sum(dim=0)  # (n,)
-                loss += ((m + total.log() - target_logit) * w_row[s:e]).sum()
-                if need_h or need_w:
-                    # d loss / d logits = w_row * (softmax - onehot(target))
-                    g = probs.mul_(w_row[s:e] / total)
-                    g[t[s:e], rows] -= w_row[s:e]
-                    g = g.to(compute)  # (V, n)
-                    if need_h:
-                        grad_h[s:e] = g.t() @ wc  # (n, C)
-                    if need_w:
-                        part = g @ hc[s:e]  # (V, C)
-                        grad_w = part.float() if grad_w is None else grad_w.add_(part)
-        ctx.save_for_backward(grad_h, grad_w)
-        ctx.w_dtype = w.dtype
-        return loss
-
-    @staticmethod
-    def backward(ctx, grad_loss: Tensor):  # type: ignore[override]
-        grad_h, grad_w = ctx.saved_tensors
-        gh = grad_h * grad_loss if grad_h is not None else None
-        gw = (grad_w * grad_loss).to(ctx.w_dtype) if grad_w is not None else None
-        return gh, gw, None, None, None, None, None, None
