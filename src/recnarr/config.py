@@ -30,9 +30,10 @@ class ConfigError(ValueError):
 class DataConfig:
     """`recnarr data load|split`: which catalog and histories, and how to split them."""
 
-    dataset: str = "superstore"  # superstore | movielens | custom
-    catalog: str | None = None  # custom: CSV / JSONL / Parquet file of products
-    interactions: str | None = None  # custom: file of interactions
+    dataset: str = "superstore"  # superstore | movielens | custom | amazon2023
+    category: str | None = None  # amazon2023: the category as released, e.g. All_Beauty, Home_and_Kitchen
+    catalog: str | None = None  # custom: CSV / JSONL / Parquet file of products (amazon2023: the meta file)
+    interactions: str | None = None  # custom: file of interactions (amazon2023: the reviews file)
     users: str | None = None  # custom: optional file of users
     column_map: str | None = None  # YAML mapping the user's column names to ours
     skip_invalid: bool = False  # report and skip bad rows instead of failing on the first

@@ -93,7 +93,7 @@ def _write_state(path: Path, state: dict[str, Any]) -> None:
 
 
 def pipeline(cfg: RunConfig, only: list[str] | None = None, until: str | None = None, force: bool = False,
-             fresh: bool = False, **_: Any) -> dict[str, str]:
+             fresh: bool = False, replace_data: bool = False, **_: Any) -> dict[str, str]:
     """Run the stages in order, skipping those that are up to date. Returns {stage: ran|skipped}."""
     state_path = _state_path(cfg)
     state = json.loads(state_path.read_text()) if state_path.exists() else {}
@@ -110,6 +110,8 @@ def pipeline(cfg: RunConfig, only: list[str] | None = None, until: str | None = 
             outcome[stage.name] = "skipped"
             continue
         kwargs = dict(stage.kwargs)
+        if stage.name == "data":
+            kwargs["replace_data"] = replace_data  # the one stage that may overwrite a run's data
         if stage.resumable:
             interrupted = running.get(stage.name) == fp
             changed = stage.name in state and state[stage.name] != fp
@@ -131,13 +133,14 @@ def pipeline(cfg: RunConfig, only: list[str] | None = None, until: str | None = 
 
 
 # ---------------------------------------------------------------------- the demo (README's main job)
-def demo(cfg: RunConfig, customers: int = 3, checkpoint: str | None = None, **_: Any) -> int:
+def demo(cfg: RunConfig, customers: int = 3, checkpoint: str | None = None, replace_data: bool = False,
+         **_: Any) -> int:
     """Prepare data and index, find (or train) a model, and print narratives for real customers."""
     from recnarr.data.stages import prepare
     from recnarr.inference.generator import load_generator
     from recnarr.inference.serving_model import SHIPPED, find_checkpoint
 
-    prepare(cfg)
+    prepare(cfg, replace_data=replace_data)
     pipeline(cfg, only=["index"])
     try:
         path = find_checkpoint(cfg, checkpoint, cfg.quantize.mode)

@@ -223,3 +223,42 @@ def test_timestamps_are_naive_utc(tmp_path):
     path = write(tmp_path / "o.jsonl", '{"user_id": "u", "product_id": "A", "timestamp": "2017-03-14T10:00:00+02:00"}\n')
     ts = load_interactions(path, ["A"])["timestamp"].iloc[0]
     assert ts.to_pydatetime() == datetime(2017, 3, 14, 8, 0, 0)
+
+
+# ---------------------------------------------------------------- unknown prices, grouped errors, categories
+def test_an_empty_price_loads_as_unknown_and_is_noted(tmp_path, capsys):
+    path = write(tmp_path / "products.csv", f"{PRODUCTS_HEADER}A,Pen,1.5,0\nB,Made-to-order desk,,0\n")
+    ds = load_catalog(path)
+    assert ds.products["price"].tolist() == [1.5, 0.0]  # 0 = unknown, as every consumer reads it
+    assert ds.meta["load_report"]["skipped"] == 0
+    assert "1 of 2 products have no price" in ds.meta["load_report"]["notes"][0]
+    assert "1 of 2 products have no price" in capsys.readouterr().out
+
+
+def test_errors_are_grouped_per_field_with_counts_and_the_column_named(tmp_path):
+    rows = "".join(f"P{i},Item {i},{'abc' if i % 10 else ''},{'0.5' if i % 10 else '7'}\n" for i in range(1, 31))
+    path = write(tmp_path / "products.csv", "sku,name,price_usd,discount\n" + rows)
+    cmap = write(tmp_path / "cols.yaml", "products: {id: sku, title: name, price: price_usd}\n")
+    with pytest.raises(CatalogError) as e:
+        load_products(path, cmap)
+    msg = str(e.value)
+    # 27 bad prices and 3 bad discounts: two groups, each with its count, lines and first examples
+    assert "products.csv, field 'price' (column 'price_usd'): 27 problems on lines 2-10, 12-20, 22-30" in msg
+    assert "products.csv, field 'discount': 3 problems on lines 11, 21, 31" in msg
+    assert "products.csv, line 2, field 'price' (column 'price_usd'): got 'abc'" in msg  # parenthesis closed
+    assert "... and 24 more like these" in msg
+    assert msg.index("field 'price'") < msg.index("field 'discount'")  # the larger group first
+    assert len(e.value.errors) == 30
+
+
+@pytest.mark.parametrize(("cell", "expect"), [
+    ('"{""dept"": ""kitchen""}"', r"\(a JSON object\)"),
+    ("42", r"level '42' has no letters"),
+    ('"[""Home"", 7]"', r"level 7 is not text"),
+])
+def test_a_category_that_is_not_a_path_is_rejected(tmp_path, cell, expect):
+    path = write(tmp_path / "products.csv", f"id,title,price,category\nA,Pen,1,Office > Pens\nB,Mug,2,{cell}\n")
+    with pytest.raises(CatalogError, match=rf"line 3, field 'category': got .*{expect}"):
+        load_products(path)
+    ok = load_products(write(tmp_path / "ok.csv", "id,title,price,category\nA,Pen,1,Office > Pens\n"))
+    assert ok["category"].tolist() == [["Office", "Pens"]]

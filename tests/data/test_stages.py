@@ -51,13 +51,44 @@ def test_prepare_then_skip(cfg, capsys):
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps  # nothing rewritten
 
 
-def test_changed_config_rebuilds(cfg, capsys):
+def test_other_data_settings_never_overwrite_a_run_silently(cfg):
     stages.load(cfg)
     first = json.loads((cfg.stage_dir("data") / "manifest.json").read_text())
     cfg.data.holdout_val = 0
-    ds = stages.load_dataset(cfg)  # another config: built again, not read stale
+    with pytest.raises(stages.DataMismatch, match=r"data\.holdout_val: the run has 1, this command asks for 0"):
+        stages.load_dataset(cfg)
+    with pytest.raises(stages.DataMismatch):
+        stages.load(cfg)
+    assert json.loads((cfg.stage_dir("data") / "manifest.json").read_text()) == first  # untouched
+    ds = stages.load(cfg, replace_data=True)  # asked for explicitly: rebuilt
     assert "val" not in set(ds.interactions["split"])
     assert json.loads((cfg.stage_dir("data") / "manifest.json").read_text())["fingerprint"] != first["fingerprint"]
+
+
+def test_a_later_command_reuses_the_runs_data_and_refuses_other_data(cfg, fixtures, capsys):
+    run = [f"run_dir={cfg.run_dir}", f"cache_dir={cfg.cache_dir}"]
+    custom = ["data.dataset=custom", f"data.catalog={fixtures / 'products.csv'}",
+              f"data.interactions={fixtures / 'interactions.csv'}"]
+    assert main(["data", "load", "--preset", "tiny", *run, *custom]) == 0
+    manifest = cfg.stage_dir("data") / "manifest.json"
+    made = manifest.read_text()
+    capsys.readouterr()
+    # a later stage without the data.* overrides: the run's catalog, not the preset's Superstore
+    assert main(["data", "stats", "--preset", "tiny", *run]) == 0
+    out = capsys.readouterr()
+    assert "dataset: custom" in out.out and "using this run's data settings (data.dataset=custom" in out.err
+    assert main(["data", "load", "--preset", "tiny", *run]) == 0  # reloads the same custom files
+    assert "4 products" in capsys.readouterr().out
+    # other data asked for explicitly: refused, the difference named, nothing rewritten
+    assert main(["data", "load", "--preset", "tiny", *run, "data.dataset=superstore"]) == 1
+    err = capsys.readouterr().err
+    assert "data.dataset: the run has 'custom', this command asks for 'superstore'" in err and "--replace-data" in err
+    assert main(["pipeline", "--preset", "tiny", *run, "--only", "data", "data.holdout_test=2"]) == 1
+    assert "data.holdout_test: the run has 1, this command asks for 2" in capsys.readouterr().err
+    assert json.loads(manifest.read_text())["config"] == json.loads(made)["config"]
+    # and with the flag, rebuilt from the settings given
+    assert main(["data", "load", "--preset", "tiny", *run, *custom, "data.holdout_test=2", "--replace-data"]) == 0
+    assert json.loads(manifest.read_text())["config"]["holdout_test"] == 2
 
 
 def test_custom_without_catalog(cfg):

@@ -43,7 +43,6 @@ KINDS = ("products", "users", "interactions")
 FIELDS = {"products": PRODUCT_COLUMNS, "users": USER_COLUMNS, "interactions": INTERACTION_COLUMNS}
 REQUIRED = {"products": ("id", "title", "price"), "users": ("id",), "interactions": ("user_id", "product_id", "timestamp")}
 SUFFIXES = (".csv", ".tsv", ".jsonl", ".ndjson", ".parquet", ".pq")
-MAX_LISTED = 20  # row errors spelled out in one message; the rest are counted
 _UNIX_RANGE = (0, 4_102_444_800)  # 1970-01-01 .. 2100-01-01 in seconds
 
 
@@ -59,17 +58,43 @@ class CatalogError(ValueError):
 class RowError:
     file: str
     line: int | None  # 1-based line (CSV, JSONL) or row (Parquet) number
-    field: str | None  # our field name (the user's column name is in `message` when it differs)
+    field: str | None  # our field name
     message: str  # what was found and what was expected
     unit: str = "line"  # "line" or "row"
+    column: str | None = None  # the user's column(s), when a column map renamed the field
+
+    @property
+    def label(self) -> str:
+        """`field 'price'`, or `field 'price' (column 'price_usd')` when the column has another name."""
+        if not self.field:
+            return "whole row"
+        return f"field '{self.field}'" + (f" (column '{self.column}')" if self.column else "")
 
     def __str__(self) -> str:
         where = self.file
         if self.line is not None:
             where += f", {self.unit} {self.line}"
         if self.field:
-            where += f", field '{self.field}'"
+            where += f", {self.label}"
         return f"{where}: {self.message}"
+
+
+def grouped(errors: Sequence[RowError], examples: int = 3) -> list[str]:
+    """Errors grouped by file and field, most frequent first: a count, the lines, the first few in full.
+    One kind of problem on 85 rows then reads as one group, and a rarer one is not hidden behind it."""
+    groups: dict[tuple[str, str], list[RowError]] = {}
+    for e in errors:
+        groups.setdefault((e.file, e.label), []).append(e)
+    lines: list[str] = []
+    for (file, label), errs in sorted(groups.items(), key=lambda kv: (kv[0][0], -len(kv[1]), kv[0][1])):
+        rows = sorted({e.line for e in errs if e.line is not None})
+        unit = errs[0].unit + ("s" if len(rows) != 1 else "")
+        lines.append(f"  {file}, {label}: {len(errs):,} problem{'s' if len(errs) != 1 else ''}"
+                     + (f" on {unit} {_ranges(rows)}" if rows else ""))
+        lines += [f"    {e}" for e in errs[:examples]]
+        if len(errs) > examples:
+            lines.append(f"    ... and {len(errs) - examples:,} more like these")
+    return lines
 
 
 @dataclass
@@ -79,27 +104,26 @@ class LoadReport:
     loaded: dict[str, int] = field(default_factory=dict)
     skipped_rows: dict[str, list[int]] = field(default_factory=dict)  # file -> skipped line/row numbers
     errors: list[RowError] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what was kept but is worth knowing (unknown prices)
 
     @property
     def n_skipped(self) -> int:
         return sum(len(v) for v in self.skipped_rows.values())
 
-    def summary(self, max_errors: int = MAX_LISTED) -> str:
+    def summary(self, examples: int = 3) -> str:
         counts = ", ".join(f"{n:,} {k}" for k, n in self.loaded.items())
+        notes = "".join(f"\n  note: {n}" for n in self.notes)
         if not self.n_skipped:
-            return f"loaded {counts}; no invalid rows"
+            return f"loaded {counts}; no invalid rows{notes}"
         where = "; ".join(f"{f} {_unit_word(self.errors, f)}{'s' if len(rows) > 1 else ''} {_ranges(rows)}"
                           for f, rows in self.skipped_rows.items())
         rows = "row" if self.n_skipped == 1 else "rows"
         lines = [f"loaded {counts}; skipped {self.n_skipped:,} invalid {rows} ({where}):"]
-        lines += [f"  {e}" for e in self.errors[:max_errors]]
-        if len(self.errors) > max_errors:
-            lines.append(f"  ... and {len(self.errors) - max_errors:,} more problems")
-        return "\n".join(lines)
+        return "\n".join(lines + grouped(self.errors, examples)) + notes
 
     def to_dict(self) -> dict[str, Any]:
         return {"loaded": self.loaded, "skipped": self.n_skipped, "skipped_rows": self.skipped_rows,
-                "errors": [str(e) for e in self.errors]}
+                "errors": [str(e) for e in self.errors], "notes": self.notes}
 
     def __str__(self) -> str:
         return self.summary()
@@ -357,10 +381,16 @@ def _number(v: Any, expected: str) -> float:
     return x
 
 
+UNKNOWN_PRICE = 0.0  # what an empty price loads as: every consumer reads price <= 0 as "no price known"
+
+
 def _price(v: Any) -> float:
-    expected = "a non-negative number such as 19.99 (no currency symbol: currency has its own field)"
+    """A price, or (empty) unknown: B2B and made-to-order items often have none, and such a product is
+    recommended without any price claim (the claim grammar has no price slot for it)."""
+    expected = ("a non-negative number such as 19.99 (no currency symbol: currency has its own field), "
+                "or empty where the price is unknown")
     if _blank(v):
-        raise _Bad(f"is empty; expected {expected}")
+        return UNKNOWN_PRICE
     x = _number(v, expected)
     if x < 0:
         raise _Bad(f"got {_show(v)} (negative); expected {expected}")
@@ -414,14 +444,26 @@ def _category(v: Any) -> list[str]:
             v = json.loads(v)
         except json.JSONDecodeError:
             raise _Bad(f"got {_show(v)}; expected a path like 'Office > Paper' or a JSON list") from None
+    expected = "a path like 'Office > Paper' or a list of levels"
+    if isinstance(v, str) and v.strip().startswith("{"):
+        raise _Bad(f"got {_show(v)} (a JSON object); expected {expected} (map several columns with the "
+                   f"column map: `products: {{category: [dept, aisle]}}`)")
     if isinstance(v, (list, tuple)):
-        parts = [str(p).strip() for p in v if not _blank(p)]
+        bad = [p for p in v if not _blank(p) and not isinstance(p, str)]
+        if bad:
+            raise _Bad(f"got {_show(v)} (level {_show(bad[0])} is not text); expected {expected}")
+        parts = [p.strip() for p in v if not _blank(p)]
     elif isinstance(v, str):
         parts = [p.strip() for p in v.split(">")]
         if any(not p for p in parts):
             raise _Bad(f"got {_show(v)} (an empty level); expected a path like 'Office{CATEGORY_SEP}Paper'")
     else:
-        raise _Bad(f"got {_show(v)}; expected a path like 'Office > Paper' or a list of levels")
+        raise _Bad(f"got {_show(v)}; expected {expected}")
+    # a level is a name a customer could read: "42" or "#12" is an id that landed in the wrong column
+    nameless = [p for p in parts if not re.search(r"[^\W\d_]", p)]
+    if nameless:
+        raise _Bad(f"got {_show(v)} (level {nameless[0]!r} has no letters: an id, not a category name); "
+                   f"expected {expected}")
     return parts
 
 
@@ -530,7 +572,8 @@ def interactions_frame(records: Iterable[dict[str, Any]] | pd.DataFrame) -> pd.D
 
 
 # ---------------------------------------------------------------- validation
-Check = Callable[[int, dict[str, Any], list[tuple[str, str]]], None]
+Problem = tuple[str, str | None, str]  # our field, the user's column if renamed, what is wrong
+Check = Callable[[int, dict[str, Any], list[Problem]], None]
 
 
 def _validate(table: RawTable, kind: str, cmap: dict[str, Any], check: Check | None = None,
@@ -544,7 +587,7 @@ def _validate(table: RawTable, kind: str, cmap: dict[str, Any], check: Check | N
     errors = list(table.errors)
     for line, raw in table.rows:
         rec: dict[str, Any] = {}
-        problems: list[tuple[str, str]] = []
+        problems: list[Problem] = []
         for ours, parse in parsers.items():
             src = cols.get(ours)
             if src is None:
@@ -557,15 +600,15 @@ def _validate(table: RawTable, kind: str, cmap: dict[str, Any], check: Check | N
                 rec[ours] = parse(value)
             except _Bad as e:
                 # name the user's column too when a mapping renamed it
-                label = ours if src is None or src == [ours] else f"{ours}' (column '{', '.join(src)}"
-                problems.append((label, str(e)))
+                column = None if src is None or src == [ours] else ", ".join(src)
+                problems.append((ours, column, str(e)))
         if not problems and extras:
             target = _EXTRAS_INTO[kind]
             rec[target] = {**{c: _cell(raw[c]) for c in extras if not _blank(raw.get(c))}, **rec[target]}
         if check is not None:  # also on rows with other problems, so a fix reveals no new error
             check(line, rec, problems)
         if problems:
-            errors += [RowError(table.name, line, f, m, table.unit) for f, m in problems]
+            errors += [RowError(table.name, line, f, m, table.unit, c) for f, c, m in problems]
         else:
             good.append(rec)
     errors.sort(key=lambda e: e.line or 0)
@@ -582,11 +625,10 @@ def _finish(table: RawTable, kind: str, good: list[dict[str, Any]], errors: list
             report: LoadReport | None) -> list[dict[str, Any]]:
     if errors and not skip_invalid:
         bad_rows = sorted({e.line for e in errors if e.line is not None})
-        shown = "\n".join(f"  {e}" for e in errors[:MAX_LISTED])
-        more = f"\n  ... and {len(errors) - MAX_LISTED:,} more" if len(errors) > MAX_LISTED else ""
+        shown = "\n".join(grouped(errors))
         raise CatalogError(
             f"{table.name}: {len(bad_rows):,} invalid {kind} {table.unit}{'s' if len(bad_rows) != 1 else ''} "
-            f"({_ranges(bad_rows)}):\n{shown}{more}\n"
+            f"({_ranges(bad_rows)}):\n{shown}\n"
             f"Fix them, or load with skip_invalid=True (`data.skip_invalid=true`) to skip and report them.",
             errors,
         )
@@ -607,13 +649,13 @@ def _cmap(column_map: str | Path | dict | None) -> dict[str, Any]:
 def _unique_ids(table: RawTable, what: str, key: str = "id") -> Check:
     first: dict[str, int] = {}
 
-    def check(line: int, rec: dict[str, Any], problems: list[tuple[str, str]]) -> None:
+    def check(line: int, rec: dict[str, Any], problems: list[Problem]) -> None:
         rid = rec.get(key)
         if rid is None:
             return
         if rid in first:
-            problems.append((key, f"duplicate {what} id {rid!r} (first seen on {table.unit} {first[rid]}); "
-                                  f"expected each {what} once"))
+            problems.append((key, None, f"duplicate {what} id {rid!r} (first seen on {table.unit} {first[rid]}); "
+                                        f"expected each {what} once"))
         else:
             first[rid] = line
 
@@ -622,8 +664,13 @@ def _unique_ids(table: RawTable, what: str, key: str = "id") -> Check:
 
 def load_products(path: str | Path, column_map: str | Path | dict | None = None, *,
                   skip_invalid: bool = False, report: LoadReport | None = None) -> pd.DataFrame:
-    """Products from a file, validated (ids unique, prices >= 0, discounts in [0, 1))."""
-    table = read_table(path)
+    """Products from a file, validated (ids unique, prices >= 0 or unknown, discounts in [0, 1))."""
+    return products_from_table(read_table(path), column_map, skip_invalid=skip_invalid, report=report)
+
+
+def products_from_table(table: RawTable, column_map: str | Path | dict | None = None, *,
+                        skip_invalid: bool = False, report: LoadReport | None = None) -> pd.DataFrame:
+    """Products from raw records (a file's, or an adapter's), validated like any catalog file."""
     good, errors = _validate(table, "products", _cmap(column_map), _unique_ids(table, "product"))
     return products_frame(_finish(table, "products", good, errors, skip_invalid, report))
 
@@ -641,16 +688,24 @@ def load_interactions(path: str | Path, product_ids: Iterable[str], user_ids: It
                       report: LoadReport | None = None, products_file: str = "the products file",
                       users_file: str = "the users file") -> pd.DataFrame:
     """Interactions from a file; every product id (and user id, when users are given) must be known."""
-    table = read_table(path)
+    return interactions_from_table(read_table(path), product_ids, user_ids, column_map, skip_invalid=skip_invalid,
+                                   report=report, products_file=products_file, users_file=users_file)
+
+
+def interactions_from_table(table: RawTable, product_ids: Iterable[str], user_ids: Iterable[str] | None = None,
+                            column_map: str | Path | dict | None = None, *, skip_invalid: bool = False,
+                            report: LoadReport | None = None, products_file: str = "the products file",
+                            users_file: str = "the users file") -> pd.DataFrame:
+    """Interactions from raw records, validated like an interactions file."""
     known_products = set(product_ids)
     known_users = None if user_ids is None else set(user_ids)
 
-    def check(line: int, rec: dict[str, Any], problems: list[tuple[str, str]]) -> None:
+    def check(line: int, rec: dict[str, Any], problems: list[Problem]) -> None:
         if "product_id" in rec and rec["product_id"] not in known_products:
-            problems.append(("product_id", f"unknown product id {rec['product_id']!r}; expected an id "
-                                           f"from {products_file}"))
+            problems.append(("product_id", None, f"unknown product id {rec['product_id']!r}; expected an id "
+                                                 f"from {products_file}"))
         if known_users is not None and "user_id" in rec and rec["user_id"] not in known_users:
-            problems.append(("user_id", f"unknown user id {rec['user_id']!r}; expected an id from {users_file}"))
+            problems.append(("user_id", None, f"unknown user id {rec['user_id']!r}; expected an id from {users_file}"))
 
     good, errors = _validate(table, "interactions", _cmap(column_map), check)
     return interactions_frame(_finish(table, "interactions", good, errors, skip_invalid, report))
@@ -660,6 +715,13 @@ def users_from_interactions(interactions: pd.DataFrame) -> pd.DataFrame:
     """Users known only by id (no users file): one row per distinct user id, in order of appearance."""
     ids = pd.unique(interactions["user_id"])
     return users_frame({"id": str(u), "name": None, "segment": None, "demographics": {}} for u in ids)
+
+
+def note_unpriced(products: pd.DataFrame, report: LoadReport) -> None:
+    unpriced = int((products["price"] <= 0).sum())
+    if unpriced:
+        report.notes.append(f"{unpriced:,} of {len(products):,} products have no price (empty or 0): kept, and "
+                            "recommended without any price or discount claim")
 
 
 def load_catalog(products: str | Path, interactions: str | Path | None = None, users: str | Path | None = None,
@@ -680,7 +742,8 @@ def load_catalog(products: str | Path, interactions: str | Path | None = None, u
     if usr is None:
         usr = users_from_interactions(inter)
         report.loaded["users"] = len(usr)
-    if verbose or report.n_skipped:
+    note_unpriced(prods, report)
+    if verbose or report.n_skipped or report.notes:
         print(report.summary())
     files = {k: str(v) for k, v in (("products", products), ("interactions", interactions), ("users", users)) if v}
     return Dataset(name, prods, usr, inter, {"source": "custom", "files": files, "load_report": report.to_dict(),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from recnarr.data.schema import CATEGORY_SEP, Dataset
 from recnarr.data.splits import split_counts, time_split
 
 DATA_FORMAT_VERSION = 1  # bump when an adapter or the split changes, so cached datasets are rebuilt
-DATASETS = ("superstore", "movielens", "custom")
+DATASETS = ("superstore", "movielens", "custom", "amazon2023")
 
 
 def needed_sources(cfg: RunConfig) -> list[str]:
@@ -33,14 +34,18 @@ def needed_sources(cfg: RunConfig) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def fetch_sources(cfg: RunConfig, only: list[str] | None = None) -> list[Path]:
-    """Fetch (or find cached) every source the config needs, or just those named in `only`."""
+def fetch_sources(cfg: RunConfig, only: list[str] | None = None, category: str | None = None, **_: Any) -> list[Path]:
+    """Fetch (or find cached) every source the config needs, or just those named in `only`
+    (`amazon2023` with its `category`: from the Hugging Face hub, where it is reachable)."""
     cache = cache_dir(cfg)
     names = list(only) if only else needed_sources(cfg)
+    paths = []
+    if "amazon2023" in names or (not only and cfg.data.dataset == "amazon2023"):
+        names = [n for n in names if n != "amazon2023"]
+        paths += list(fetch_amazon(cfg, category))
     unknown = [n for n in names if n not in sources.SOURCES]
     if unknown:
-        raise ValueError(f"unknown source(s) {unknown}; expected some of {sorted(sources.SOURCES)}")
-    paths = []
+        raise ValueError(f"unknown source(s) {unknown}; expected some of {sorted(sources.SOURCES)} or amazon2023")
     for name in names:
         src = sources.SOURCES[name]
         cached = (sources.source_dir(cache, name) / ".complete").exists()
@@ -49,6 +54,38 @@ def fetch_sources(cfg: RunConfig, only: list[str] | None = None) -> list[Path]:
         how = "cached" if cached else f"fetched in {time.perf_counter() - t:.1f}s"
         print(f"  {name:<11} {src.spec:<28} {how:<18} {paths[-1]}")
     return paths
+
+
+def amazon_folder(cfg: RunConfig, category: str) -> Path:
+    return cache_dir(cfg) / "amazon2023" / category
+
+
+def _amazon_category(cfg: RunConfig, category: str | None) -> str:
+    category = category or cfg.data.category
+    if not category:
+        raise ValueError("Amazon Reviews 2023 needs a category: `--category NAME` or data.category=NAME "
+                         "(as released, e.g. All_Beauty, Home_and_Kitchen)")
+    return category
+
+
+def fetch_amazon(cfg: RunConfig, category: str | None = None) -> tuple[Path, Path]:
+    from recnarr.data import amazon2023
+
+    category = _amazon_category(cfg, category)
+    meta, reviews = amazon2023.fetch(category, amazon_folder(cfg, category))
+    print(f"  amazon2023  {category:<28} {meta}, {reviews}")
+    return meta, reviews
+
+
+def amazon_files(cfg: RunConfig) -> tuple[Path, Path]:
+    """The meta and reviews files of an amazon2023 run: data.catalog / data.interactions if given, else
+    the category's files in the cache (where `data fetch amazon2023` puts them)."""
+    from recnarr.data import amazon2023
+
+    d = cfg.data
+    if d.catalog and d.interactions:
+        return Path(d.catalog).expanduser(), Path(d.interactions).expanduser()
+    return amazon2023.find_files(amazon_folder(cfg, _amazon_category(cfg, None)), _amazon_category(cfg, None))
 
 
 # ---------------------------------------------------------------- dataset
@@ -85,6 +122,11 @@ def _build_dataset(cfg: RunConfig) -> Dataset:
             raise ValueError("data.dataset=custom needs data.catalog=<products file> "
                              "(and usually data.interactions=<file>, optionally data.users and data.column_map)")
         return load_catalog(d.catalog, d.interactions, d.users, d.column_map, skip_invalid=d.skip_invalid)
+    if d.dataset == "amazon2023":
+        from recnarr.data.amazon2023 import load_amazon2023
+
+        meta, reviews = amazon_files(cfg)
+        return load_amazon2023(meta, reviews, category=d.category, skip_invalid=d.skip_invalid)
     raise ValueError(f"unknown data.dataset {d.dataset!r}; expected one of {list(DATASETS)}")
 
 
@@ -98,9 +140,14 @@ def _file_print(path: str | None) -> Any:
 def data_fingerprint(cfg: RunConfig) -> str:
     """Hash of what decides `<run>/data`: the data config, custom input files, the source archive."""
     d = cfg.data
-    parts: dict[str, Any] = {"version": DATA_FORMAT_VERSION, "data": to_dict(d)}
+    parts: dict[str, Any] = {"version": DATA_FORMAT_VERSION, "data": _settings(to_dict(d))}
     if d.dataset == "custom":
         parts["files"] = [_file_print(p) for p in (d.catalog, d.interactions, d.users, d.column_map)]
+    elif d.dataset == "amazon2023":
+        try:
+            parts["files"] = [_file_print(str(p)) for p in amazon_files(cfg)]
+        except (FileNotFoundError, ValueError):
+            parts["files"] = None  # the load itself says what is missing
     elif d.dataset in sources.SOURCES:
         parts["sha256"] = sources.SOURCES[d.dataset].sha256
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -113,18 +160,78 @@ def _manifest(folder: Path) -> dict[str, Any] | None:
         return None
 
 
-def load(cfg: RunConfig, force: bool = True) -> Dataset:
-    """Load + validate + split the configured dataset into `<run>/data`. `force=False` reuses a match."""
+# ---------------------------------------------------------------- the run's own data settings
+PATH_KEYS = ("catalog", "interactions", "users", "column_map")
+
+
+class DataMismatch(ValueError):
+    """A command asked for other data than the run's `data/` holds: refused, never a silent rebuild."""
+
+
+def _settings(d: dict[str, Any]) -> dict[str, Any]:
+    """Data settings in comparable form: file paths absolute, so `my/p.csv` and `/home/me/my/p.csv` agree."""
+    return {k: (str(Path(v).expanduser().resolve()) if k in PATH_KEYS and v else v) for k, v in d.items()}
+
+
+def recorded_settings(cfg: RunConfig) -> dict[str, Any] | None:
+    """The data settings that made this run's `data/` (None before its first load)."""
+    m = _manifest(cfg.stage_dir("data"))
+    return None if m is None or not isinstance(m.get("config"), dict) else m["config"]
+
+
+def data_differences(cfg: RunConfig) -> dict[str, tuple[Any, Any]]:
+    """{setting: (the run's value, this config's value)} for every data setting that differs."""
+    recorded = recorded_settings(cfg)
+    if recorded is None:
+        return {}
+    was, now = _settings(recorded), _settings(to_dict(cfg.data))
+    return {k: (was[k], now[k]) for k in now if k in was and was[k] != now[k]}
+
+
+def _mismatch(cfg: RunConfig, diffs: dict[str, tuple[Any, Any]]) -> DataMismatch:
+    listed = "; ".join(f"data.{k}: the run has {was!r}, this command asks for {now!r}" for k, (was, now) in diffs.items())
+    return DataMismatch(
+        f"{cfg.stage_dir('data')} holds other data than this command asks for ({listed}). A run keeps the data "
+        f"it was made with: leave out the data.* settings to reuse them, use another run_dir=..., or pass "
+        f"--replace-data to rebuild this run's data (every stage that reads it then runs again).")
+
+
+def adopt_run_data(cfg: RunConfig, explicit: set[str]) -> RunConfig:
+    """A later command reuses the data settings its run was made with, so a stage run without repeating
+    every `data.*` override reads the same catalog. A setting given explicitly (`explicit`: the
+    `data.<key>` overrides on the command line) that differs from the run's is a `DataMismatch`."""
+    for k, v in _settings({k: getattr(cfg.data, k) for k in PATH_KEYS}).items():
+        setattr(cfg.data, k, v)  # absolute from here on: the same files whatever the working directory
+    diffs = data_differences(cfg)
+    if not diffs:
+        return cfg
+    asked = {k: v for k, v in diffs.items() if f"data.{k}" in explicit}
+    if asked:
+        raise _mismatch(cfg, asked)
+    recorded = recorded_settings(cfg) or {}
+    for k in diffs:
+        setattr(cfg.data, k, recorded[k])
+    shown = ", ".join(f"data.{k}={recorded[k]}" for k in diffs)
+    print(f"data: using this run's data settings ({shown}), recorded in {cfg.stage_dir('data') / 'manifest.json'}",
+          file=sys.stderr)
+    return cfg
+
+
+def load(cfg: RunConfig, force: bool = True, replace_data: bool = False, **_: Any) -> Dataset:
+    """Load + validate + split the configured dataset into `<run>/data`. `force=False` reuses a match;
+    a run whose data came from other settings is only rebuilt with `replace_data=True`."""
     out = cfg.stage_dir("data")
     fp = data_fingerprint(cfg)
     if not force and (m := _manifest(out)) and m.get("fingerprint") == fp:
         print(f"data: {out} is up to date ({m['name']}, fingerprint {fp})")
         return Dataset.load(out)
+    if (diffs := data_differences(cfg)) and not replace_data:
+        raise _mismatch(cfg, diffs)
     t = time.perf_counter()
     ds = build_dataset(cfg)
     d = cfg.data
     ds = time_split(ds, d.holdout_val, d.holdout_test, d.min_history)
-    ds.meta.update(fingerprint=fp, config=to_dict(d))
+    ds.meta.update(fingerprint=fp, config=_settings(to_dict(d)))
     ds.save(out)
     save_config(cfg, out)
     c = split_counts(ds.interactions)
@@ -135,7 +242,8 @@ def load(cfg: RunConfig, force: bool = True) -> Dataset:
 
 
 def load_dataset(cfg: RunConfig) -> Dataset:
-    """The prepared dataset of this run (for later stages); built first if missing or made by another config."""
+    """The prepared dataset of this run (for later stages); built first if missing or if its input files
+    changed. Other data settings than the run's are a `DataMismatch` (see `adopt_run_data`)."""
     out = cfg.stage_dir("data")
     m = _manifest(out)
     if m is not None and m.get("fingerprint") == data_fingerprint(cfg):
@@ -218,10 +326,11 @@ def stats(cfg: RunConfig) -> dict[str, Any]:
     return result
 
 
-def prepare(cfg: RunConfig) -> dict[str, Any]:
+def prepare(cfg: RunConfig, replace_data: bool = False, **_: Any) -> dict[str, Any]:
     """fetch + load + corpus + stats; a stage whose folder matches the config is skipped."""
     timings = {}
-    for name, step in (("fetch", lambda: fetch_sources(cfg)), ("load", lambda: load(cfg, force=False)),
+    for name, step in (("fetch", lambda: fetch_sources(cfg)),
+                       ("load", lambda: load(cfg, force=False, replace_data=replace_data)),
                        ("corpus", lambda: corpus(cfg, force=False))):
         t = time.perf_counter()
         print(f"[{name}]")
