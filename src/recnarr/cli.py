@@ -22,6 +22,7 @@ class Command:
     target: str  # "module:function"
     options: list[tuple[tuple[str, ...], dict[str, Any]]] = field(default_factory=list)
     words: str | None = None  # the option that bare words (not key=value) go to: `data fetch amazon2023`
+    run_data: bool = True  # reads the run's data: its data settings are reused, other ones refused
 
 
 def opt(*flags: str, **kwargs: Any) -> tuple[tuple[str, ...], dict[str, Any]]:
@@ -43,11 +44,13 @@ COMMANDS: list[Command] = [
             [opt("--only", nargs="*", default=None, help="source names (default: all needed by the config); "
                  "also as words: `recnarr data fetch amazon2023 --category All_Beauty`"),
              opt("--category", default=None, help="amazon2023: the category as released (default: data.category)")],
-            words="only"),
+            words="only", run_data=False),
     Command("data load", "load + validate the catalog, users and interactions, split by time -> <run>/data",
             "recnarr.data.stages:load", [REPLACE_DATA]),
     Command("data corpus", "build the pretraining corpus -> <run>/corpus/{train,val}.bin",
             "recnarr.data.stages:corpus"),
+    Command("data check", "report on a catalog before loading it: rows, columns mapped, fields missing, invalid "
+            "rows by field (writes nothing; exit 1 if any row is invalid)", "recnarr.data.check:check", run_data=False),
     Command("data stats", "print dataset and corpus statistics", "recnarr.data.stages:stats"),
     Command("data narratives", "fine-tuning examples (prompt + slotted target) from real histories + retriever",
             "recnarr.data.examples:narratives"),
@@ -219,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     extra = {k: v for k, v in vars(args).items()
              if not k.startswith("_") and not k.startswith("sub") and k not in ("command", "preset", "overrides")}
     try:
-        if not extra.get("replace_data"):
+        if cmd.run_data and not extra.get("replace_data"):
             from recnarr.data.stages import adopt_run_data
 
             adopt_run_data(cfg, {o.split("=", 1)[0] for o in args.overrides or []})

@@ -92,3 +92,21 @@ def test_example_splits_hold_out_products_and_users(superstore):
     for r in recs["train"][:50]:
         train_ids = set(inter[(inter.user_id == r.user_id) & (inter.split == "train")].product_id)
         assert {h.product_id for h in r.history} <= train_ids
+
+
+def test_the_lexicon_speaks_only_on_the_paths_it_was_written_for():
+    from recnarr.data.claims import purpose_phrase, relation
+    from recnarr.data.lexicon import PURPOSE
+    from recnarr.data.schema import Product
+
+    drive = Product("T1", "Imation Flash Drive", 45.0, category=["Technology", "Accessories"])
+    scarf = Product("W1", "Lambswool Scarf", 49.0, category=["Women", "Accessories"])
+    assert purpose_phrase(drive) in PURPOSE["Accessories"]
+    assert purpose_phrase(scarf) == "is part of our accessories range"  # not "makes the computer work smoother"
+    said = Product("W2", "Silk Scarf", 74.0, category=["Women", "Accessories"],
+                   description="Hand rolled edges. Adds colour to a plain coat.")
+    assert purpose_phrase(said) == "adds colour to a plain coat"  # the description's own words
+    phone = Product("T2", "Polycom Phone", 99.0, category=["Technology", "Phones"])
+    case = Product("W3", "Phone Case", 9.0, category=["Women", "Phones"])
+    assert relation(drive, phone.category) == "complement" and relation(scarf, case.category) == "family"
+    assert relation(scarf, ["Men", "Accessories"]) == "other"  # same leaf, another path

@@ -289,3 +289,33 @@ def test_a_brand_with_digits_is_the_products_name_not_a_number() -> None:
     assert audit.audit(text, "h", "G") == []
     wrong = audit.audit("Take a look at the Master Caster Door Stop, Gray. Made by 3M.", "d", "G")
     assert [c.kind for c in wrong] == ["number"]  # another product's brand stays a claim to check
+
+
+# ---------------------------------------------------------------- relations, judged on the category paths
+def fashion() -> Dataset:
+    products = [
+        {"id": "F1", "title": "Cashmere Ribbed Beanie", "category": ["Women", "Accessories"], "price": 58.0},
+        {"id": "F2", "title": "Leather Belt Classic", "category": ["Men", "Accessories"], "price": 40.0},
+        {"id": "F3", "title": "Organic Cotton Tee", "category": ["Women", "Tops"], "price": 32.0},
+        {"id": "F4", "title": "Silk Twill Scarf", "category": ["Women", "Accessories"], "price": 74.0},
+    ]
+    inter = [("W1", p, "purchase", None, d) for p, d in (("F2", "2024-01-09"), ("F3", "2024-02-01"),
+                                                        ("F4", "2024-03-05"))]
+    return _dataset("fashion", products, [("W1", "Ingrid Solberg", None, {})], inter)
+
+
+@pytest.mark.parametrize(("text", "false"), [
+    ("The Cashmere Ribbed Beanie is from the same category as the Silk Twill Scarf you bought in March 2024.", 0),
+    ("The Cashmere Ribbed Beanie is from the same department as the Organic Cotton Tee you bought in "
+     "February 2024.", 0),
+    ("The Cashmere Ribbed Beanie is a change of pace from the Leather Belt Classic you bought in January 2024.", 0),
+    # a leaf of the same name on another path is another category
+    ("The Cashmere Ribbed Beanie is from the same category as the Leather Belt Classic you bought in "
+     "January 2024.", 1),
+    ("You bought the Leather Belt Classic in January 2024, and this pick is from the same department as it. "
+     "Meet the Cashmere Ribbed Beanie.", 1),
+    ("The Cashmere Ribbed Beanie is a change of pace from the Silk Twill Scarf you bought in March 2024.", 1),
+])
+def test_relation_claims_are_checked_against_both_category_paths(text, false):
+    claims = Auditor(fashion()).audit(text, "F1", "W1")
+    assert [c.kind for c in claims] == ["relation"] * false, claims

@@ -319,7 +319,7 @@ def load_column_map(path: str | Path | None) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _columns(table: RawTable, kind: str, cmap: dict[str, Any]) -> dict[str, list[str]]:
+def column_plan(table: RawTable, kind: str, cmap: dict[str, Any]) -> dict[str, list[str]]:
     """Our field -> the file's column(s) it comes from; missing required columns are an error."""
     mapping = cmap.get(kind, {})
     map_name = cmap.get("_file", {}).get("name", "the column map")
@@ -542,7 +542,7 @@ PARSERS: dict[str, dict[str, Callable[[Any], Any]]] = {
                      "quantity": _quantity, "rating": _rating, "timestamp": _timestamp},
 }
 # unmapped extra columns become free key-values here (interactions have no such field: ignored)
-_EXTRAS_INTO = {"products": "attributes", "users": "demographics"}
+EXTRAS_INTO = {"products": "attributes", "users": "demographics"}
 
 
 # ---------------------------------------------------------------- frames with the schema's dtypes
@@ -579,9 +579,9 @@ Check = Callable[[int, dict[str, Any], list[Problem]], None]
 def _validate(table: RawTable, kind: str, cmap: dict[str, Any], check: Check | None = None,
               ) -> tuple[list[dict[str, Any]], list[RowError]]:
     """Parse every row; return the good records and one RowError per bad field (or unreadable row)."""
-    cols = _columns(table, kind, cmap)
+    cols = column_plan(table, kind, cmap)
     used = {c for cs in cols.values() for c in cs}
-    extras = [c for c in table.columns if c not in used] if kind in _EXTRAS_INTO else []
+    extras = [c for c in table.columns if c not in used] if kind in EXTRAS_INTO else []
     parsers = PARSERS[kind]
     good: list[dict[str, Any]] = []
     errors = list(table.errors)
@@ -603,10 +603,12 @@ def _validate(table: RawTable, kind: str, cmap: dict[str, Any], check: Check | N
                 column = None if src is None or src == [ours] else ", ".join(src)
                 problems.append((ours, column, str(e)))
         if not problems and extras:
-            target = _EXTRAS_INTO[kind]
+            target = EXTRAS_INTO[kind]
             rec[target] = {**{c: _cell(raw[c]) for c in extras if not _blank(raw.get(c))}, **rec[target]}
         if check is not None:  # also on rows with other problems, so a fix reveals no new error
             check(line, rec, problems)
+            problems = [(f, c if c is not None or cols.get(f, [f]) == [f] else ", ".join(cols[f]), m)
+                        for f, c, m in problems]  # a check's problem names the user's column too
         if problems:
             errors += [RowError(table.name, line, f, m, table.unit, c) for f, c, m in problems]
         else:
@@ -678,7 +680,11 @@ def products_from_table(table: RawTable, column_map: str | Path | dict | None = 
 def load_users(path: str | Path, column_map: str | Path | dict | None = None, *,
                skip_invalid: bool = False, report: LoadReport | None = None) -> pd.DataFrame:
     """Users from a file; extra columns (age, region ...) become demographics."""
-    table = read_table(path)
+    return users_from_table(read_table(path), column_map, skip_invalid=skip_invalid, report=report)
+
+
+def users_from_table(table: RawTable, column_map: str | Path | dict | None = None, *,
+                     skip_invalid: bool = False, report: LoadReport | None = None) -> pd.DataFrame:
     good, errors = _validate(table, "users", _cmap(column_map), _unique_ids(table, "user"))
     return users_frame(_finish(table, "users", good, errors, skip_invalid, report))
 

@@ -7,7 +7,8 @@ a slot filled from the record, so the model never writes a fact itself:
     claim                 slots                          filled from
     identity              {product} {brand}              product.title, product.brand
     kind / category       {kind} {a_kind} {category}     the title's head noun, else the leaf category
-    purpose               {purpose}                      lexicon.PURPOSE[leaf category], else description
+    purpose               {purpose}                      lexicon.PURPOSE[leaf, on its own path], else a
+                                                         description sentence that says what it does
     attribute             {feature}                      a title clause or a descriptive attribute
     price                 {price} {sale_price}           product.price, price * (1 - discount)
                           {discount} {saving}            (known prices only: an unknown price has none)
@@ -32,7 +33,7 @@ import re
 from dataclasses import dataclass
 
 from recnarr.data.connectives import VOCABULARY
-from recnarr.data.lexicon import COMPLEMENTS, PURPOSE
+from recnarr.data.lexicon import COMPLEMENTS, PURPOSE, lexicon_leaf
 from recnarr.data.schema import Product
 
 SLOT_RE = re.compile(r"\{([a-z_]+[0-9]*(?:_[a-z]+)?)\}")
@@ -127,14 +128,30 @@ def purpose_phrase(p: Product) -> str | None:
     when that reads as a verb phrase ("keeps ..."), else the neutral "is part of our <category> range";
     None without a category."""
     leaf = p.category[-1] if p.category else ""
-    if PURPOSE.get(leaf):
-        options = PURPOSE[leaf]
+    if (known := lexicon_leaf(p.category)) and PURPOSE.get(known):
+        options = PURPOSE[known]
         return options[sum(map(ord, p.id)) % len(options)]  # one phrase per product: stable across texts
-    first = re.split(r"[.;!?]", p.description or "")[0].strip()
-    if re.fullmatch(r"(?:keeps|makes|holds|gives|adds|brings|helps|lets|turns) [a-z ,'-]{3,60}", first):
-        return first
+    if (said := described_purpose(p.description)) is not None:
+        return said
     # the neutral phrase where nothing fits: true of any product in that category
     return f"is part of our {leaf.lower()} range" if leaf else None
+
+
+PURPOSE_VERBS = ("keeps", "makes", "holds", "gives", "adds", "brings", "helps", "lets", "turns", "frees", "stores",
+                 "protects", "cleans", "catches", "carries", "fits", "saves", "brightens", "softens", "warms")
+_PURPOSE_RE = re.compile(rf"(?:{'|'.join(PURPOSE_VERBS)}) [a-z ,'-]{{3,60}}")
+
+
+def described_purpose(description: str | None) -> str | None:
+    """The first sentence of a description (Amazon's feature bullets included) that says what the product
+    does as a verb phrase ("Keeps knives sharp longer." -> "keeps knives sharp longer"), word for word;
+    None when no sentence reads so (no digits, no names: those would be claims of their own)."""
+    for sentence in re.split(r"[.;!?]+(?:\s|$)", description or ""):
+        s = sentence.strip()
+        s = s[:1].lower() + s[1:]
+        if _PURPOSE_RE.fullmatch(s):
+            return s.rstrip(" ,")
+    return None
 
 
 def features(p: Product) -> list[str]:
@@ -162,10 +179,10 @@ def feature_phrase(p: Product) -> str | None:
 
 def relation(p: Product, category: list[str]) -> str:
     """same | family | complement | other: how the product's categories relate to a past item's."""
-    a, b = (p.category[-1] if p.category else ""), (category[-1] if category else "")
-    if a and a == b:
-        return "same"
-    if frozenset((a, b)) in COMPLEMENTS:
+    if p.category and list(p.category) == list(category):  # the whole path: "Women > Accessories" is not
+        return "same"  # "Men > Accessories"
+    la, lb = lexicon_leaf(p.category), lexicon_leaf(category)
+    if la and lb and frozenset((la, lb)) in COMPLEMENTS:  # the lexicon's pairs, on its own paths only
         return "complement"
     if p.category and category and p.category[0] == category[0] and len(p.category) > 1:
         return "family"

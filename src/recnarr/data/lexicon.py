@@ -1,7 +1,9 @@
 """Word material for the data-to-text writer: what a kind of product is for, and which kinds go together.
 
-Plain data, no logic. Keyed by the last element of a product's category path (Superstore
-sub-categories, MovieLens genres); anything else falls back to the product's own description.
+Plain data. Keyed by the last element of a product's category path (Superstore sub-categories,
+MovieLens genres), and valid only on the path it was written for (`HOME`): a fashion shop's
+"Women > Accessories" is not Superstore's "Technology > Accessories", and "makes the everyday computer
+work smoother" would be a lie about a scarf. Anything else falls back to the product's own description.
 Phrases never name another category, so a narrative stays true of the product it is said of. They
 say what a kind of product is for, never what it is ("is a ... sheet") nor how good it is ("built to
 last"): those would be kind and quality claims no record backs (the audit in `evaluation/audit.py`
@@ -79,3 +81,19 @@ COMPLEMENTS: set[frozenset[str]] = {
         ("Drama", "Romance"), ("Horror", "Thriller"), ("Adventure", "Fantasy"), ("War", "Drama"),
     ]
 }
+
+# the top-level category each entry was written under (Superstore's paths, MovieLens' ["Movies", genre])
+HOME: dict[str, str] = {
+    **dict.fromkeys(("Bookcases", "Chairs", "Furnishings", "Tables"), "Furniture"),
+    **dict.fromkeys(("Appliances", "Art", "Binders", "Envelopes", "Fasteners", "Labels", "Paper", "Storage",
+                     "Supplies"), "Office Supplies"),
+    **dict.fromkeys(("Accessories", "Copiers", "Machines", "Phones"), "Technology"),
+    **dict.fromkeys(("Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary", "Drama",
+                     "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller", "War",
+                     "Western"), "Movies"),
+}
+
+
+def lexicon_leaf(category: list[str]) -> str | None:
+    """The leaf the lexicon may speak of: only on the exact path its entries were written for."""
+    return category[-1] if len(category) == 2 and HOME.get(category[-1]) == category[0] else None

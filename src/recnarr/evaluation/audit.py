@@ -13,6 +13,7 @@ crash or a guess.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import re
@@ -26,7 +27,7 @@ from recnarr.data.schema import Dataset
 
 log = logging.getLogger(__name__)
 
-KINDS = ("title", "price", "discount", "date", "event", "kind", "popularity", "name", "number")
+KINDS = ("title", "price", "discount", "date", "event", "kind", "relation", "popularity", "name", "number")
 MASK = "§"  # replaces judged spans: not a letter, digit or clause break, so later checks skip them
 
 MONTHS = {m: i for i, m in enumerate(
@@ -46,6 +47,19 @@ NUMBER_RE = re.compile(r"\d+(?:[.,]\d+)*")
 # clause breaks: sentence ends, ; and :, dashes; a period only when followed by space/end (not in "2.0")
 CLAUSE_RE = re.compile(r"[.!?;:]+(?=\s|$|[\"'”’)\]])|\s[-–—]{1,2}\s|[–—]")
 SENTENCE_RE = re.compile(r"[.!?]+(?=\s|$|[\"'”’)\]])")
+
+
+RELATION_RE = re.compile(r"\b(same\s+category\s+as|same\s+department\s+as|change\s+of\s+pace\s+from)\b", re.I)
+
+
+def _path(v: Any) -> list[str]:
+    """A category path as a list, whether the table holds a list, an array or JSON text."""
+    if isinstance(v, str):
+        try:
+            v = json.loads(v) if v.startswith("[") else [x.strip() for x in v.split(">")]
+        except json.JSONDecodeError:
+            return [v]
+    return [str(x) for x in v] if v is not None and not isinstance(v, float) else []
 
 
 def _words(text: str) -> list[str]:
@@ -247,6 +261,21 @@ class Auditor:
             log.warning("audit failed on %r", text[:80] if isinstance(text, str) else text, exc_info=True)
             return []
 
+    def _check_relation(self, phrase: str, product: dict[str, Any], ids: frozenset[str],
+                        events: dict[str, Any], name: str) -> str | None:
+        """'same category' = the same category path; 'same department' = the same top level; 'a change of
+        pace' = another category. Judged on the item the customer had, when the title names several."""
+        mine = _path(product.get("category"))
+        theirs = [_path(self.products.get(i, {}).get("category")) for i in sorted(ids & set(events) or ids)]
+        ok = {"same category as": lambda p: bool(mine) and p == mine,
+              "same department as": lambda p: bool(mine) and bool(p) and p[0] == mine[0],
+              "change of pace from": lambda p: p != mine}[phrase]
+        if any(ok(p) for p in theirs):
+            return None
+        shown = " > ".join(mine) or "no category"
+        other = " > ".join(theirs[0]) if theirs and theirs[0] else "no category"
+        return f"'{phrase}' {name}: the product is in {shown}, {name} in {other}."
+
     # ------------------------------------------------------------ the checks
     def _audit(self, text: str, pid: str, user_id: str | None, history: list[dict] | None) -> list[FalseClaim]:
         found: list[tuple[int, FalseClaim]] = []
@@ -406,6 +435,22 @@ class Auditor:
                     continue
                 flag(start, "kind", text[start:start + len(phrase)],
                      f"'{head}' is not in the title, category, description or attributes of {ptitle} ({pid}).")
+
+        # 9. how the product relates to a past item, against both rows' category paths
+        if product:
+            for m in RELATION_RE.finditer(cur):
+                clause = _enclosing(clauses, m.start())
+                sentence = _enclosing(sentences, m.start())
+                after = [sp for sp in spans if sp.start >= m.end() and sp.end <= clause[1]]
+                before = [sp for sp in spans if sp.end <= m.start() and sp.start >= sentence[0]]
+                item = min(after, key=lambda sp: sp.start) if after else (
+                    max(before, key=lambda sp: sp.end) if before else None)
+                if item is None or item.start in false_titles or pid in item.ids:
+                    continue
+                why = self._check_relation(" ".join(m.group(1).lower().split()), product, item.ids, events,
+                                           text[item.start:item.end])
+                if why:
+                    flag(m.start(), "relation", text[m.start():m.end()], why)
 
         # 8. names
         sentence_starts = {lo + len(cur[lo:hi]) - len(cur[lo:hi].lstrip(" \t\n\"'“‘(")) for lo, hi in sentences}
