@@ -114,3 +114,22 @@ def test_fetch_offline_fails_at_once_with_where_to_put_the_files(tmp_path, monke
     err = capsys.readouterr().err
     assert "offline" in err and "raw/review_categories/All_Beauty.jsonl" in err
     assert str(tmp_path / "amazon2023" / "All_Beauty") in err
+
+
+def test_chunked_validation_equals_one_pass_and_still_lists_every_bad_line(released, tmp_path, monkeypatch):
+    whole = amazon2023.load_amazon2023(*released)
+    monkeypatch.setattr(amazon2023, "CHUNK", 4)  # 12 products and 25 reviews in chunks of 4
+    chunked = amazon2023.load_amazon2023(*released)
+    assert chunked.products.equals(whole.products) and chunked.interactions.equals(whole.interactions)
+    meta, reviews = released
+    lines = meta.read_text().splitlines()
+    for i in (1, 9):  # a bad price in the first chunk and one in the third
+        rec = json.loads(lines[i])
+        rec["price"] = "ask"
+        lines[i] = json.dumps(rec)
+    lines.append(lines[0])  # and a duplicate id in the last chunk, seen first in the first one
+    bad = tmp_path / meta.name
+    bad.write_text("\n".join(lines) + "\n")
+    with pytest.raises(CatalogError) as e:
+        amazon2023.load_amazon2023(bad, reviews)
+    assert sorted((err.line, err.field) for err in e.value.errors) == [(2, "price"), (10, "price"), (13, "id")]

@@ -106,19 +106,26 @@ def iter_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
         raise CatalogError(f"{path.name}: cannot read ({e}); a partial download? Fetch the file again") from None
 
 
-def _table(path: Path, convert, columns: list[str]) -> RawTable:
-    """The file's lines converted to our fields (`columns`), ready for the catalog's validation."""
-    table = RawTable(path, columns, [])
+CHUNK = 100_000  # lines validated and turned into columns at a time: memory for one chunk of dicts
+
+
+def _chunks(path: Path, convert, columns: list[str]) -> Iterator[RawTable]:
+    """The file's lines converted to our fields (`columns`), in chunks for the catalog's validation."""
+    table, seen, size = RawTable(path, columns, []), False, CHUNK
     for n, rec in iter_jsonl(path):
+        seen = True
         if isinstance(rec, RowError):
             table.errors.append(rec)
         elif not isinstance(rec, dict):
             table.errors.append(RowError(path.name, n, None, f"got a JSON {type(rec).__name__}; expected an object"))
         else:
             table.rows.append((n, convert(rec)))
-    if not table.rows and not table.errors:
+        if len(table.rows) >= size:
+            yield table
+            table = RawTable(path, columns, [])
+    if not seen:
         raise CatalogError(f"{path.name}: empty file; expected one JSON object per line")
-    return table
+    yield table
 
 
 def _price(v: Any) -> Any:
@@ -173,7 +180,7 @@ def load_amazon2023(meta: str | Path, reviews: str | Path, *, category: str | No
         if not p.exists():
             raise FileNotFoundError(f"{p}: no such file")
     report = LoadReport()
-    products = products_from_table(_table(meta, product_record, PRODUCT_COLUMNS), skip_invalid=skip_invalid, report=report)
+    products = products_from_table(_chunks(meta, product_record, PRODUCT_COLUMNS), skip_invalid=skip_invalid, report=report)
     verified = 0
 
     def review(r: dict[str, Any]) -> dict[str, Any]:
@@ -181,7 +188,7 @@ def load_amazon2023(meta: str | Path, reviews: str | Path, *, category: str | No
         verified += r.get("verified_purchase") is True
         return interaction_record(r)
 
-    inter = interactions_from_table(_table(reviews, review, INTERACTION_COLUMNS), products["id"], skip_invalid=skip_invalid,
+    inter = interactions_from_table(_chunks(reviews, review, INTERACTION_COLUMNS), products["id"], skip_invalid=skip_invalid,
                                     report=report, products_file=meta.name)
     users = users_from_interactions(inter)
     report.loaded["users"] = len(users)

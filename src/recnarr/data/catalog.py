@@ -623,8 +623,8 @@ def _cell(v: Any) -> str:
     return v if isinstance(v, str) else json.dumps(v, default=str) if isinstance(v, (list, dict)) else str(v)
 
 
-def _finish(table: RawTable, kind: str, good: list[dict[str, Any]], errors: list[RowError], skip_invalid: bool,
-            report: LoadReport | None) -> list[dict[str, Any]]:
+def _finish(table: RawTable, kind: str, n_good: int, errors: list[RowError], skip_invalid: bool,
+            report: LoadReport | None) -> None:
     if errors and not skip_invalid:
         bad_rows = sorted({e.line for e in errors if e.line is not None})
         shown = "\n".join(grouped(errors))
@@ -635,13 +635,40 @@ def _finish(table: RawTable, kind: str, good: list[dict[str, Any]], errors: list
             errors,
         )
     if report is not None:
-        report.loaded[kind] = len(good)
+        report.loaded[kind] = n_good
         if errors:
             report.skipped_rows[table.name] = sorted({e.line for e in errors if e.line is not None})
             report.errors += errors
-    if not good:
+    if not n_good:
         raise CatalogError(f"{table.name}: no valid {kind} rows ({len(errors)} invalid)", errors)
-    return good
+
+
+Tables = RawTable | Iterable[RawTable]  # one file's records, whole or as a stream of chunks
+
+
+def _load(tables: Tables, kind: str, cmap: dict[str, Any], check_for: Callable[[RawTable], Check | None],
+          frame: Callable[[list[dict[str, Any]]], pd.DataFrame], skip_invalid: bool,
+          report: LoadReport | None) -> pd.DataFrame:
+    """Validate a file's records into a frame. Chunks (an adapter streaming a large file) are turned into
+    columns one at a time, so the per-row dicts of only one chunk are alive; a strict load still lists
+    every bad row of the whole file."""
+    frames: list[pd.DataFrame] = []
+    errors: list[RowError] = []
+    first: RawTable | None = None
+    check: Check | None = None
+    n_good = 0
+    for table in [tables] if isinstance(tables, RawTable) else tables:
+        if first is None:
+            first, check = table, check_for(table)
+        good, errs = _validate(table, kind, cmap, check)
+        n_good += len(good)
+        errors += errs
+        frames.append(frame(good))
+    if first is None:
+        raise CatalogError(f"no {kind} records")
+    _finish(first, kind, n_good, errors, skip_invalid, report)
+    frames = [f for f in frames if len(f)] or frames[:1]  # an empty chunk's columns have no string dtype
+    return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
 
 
 def _cmap(column_map: str | Path | dict | None) -> dict[str, Any]:
@@ -670,11 +697,11 @@ def load_products(path: str | Path, column_map: str | Path | dict | None = None,
     return products_from_table(read_table(path), column_map, skip_invalid=skip_invalid, report=report)
 
 
-def products_from_table(table: RawTable, column_map: str | Path | dict | None = None, *,
+def products_from_table(table: Tables, column_map: str | Path | dict | None = None, *,
                         skip_invalid: bool = False, report: LoadReport | None = None) -> pd.DataFrame:
     """Products from raw records (a file's, or an adapter's), validated like any catalog file."""
-    good, errors = _validate(table, "products", _cmap(column_map), _unique_ids(table, "product"))
-    return products_frame(_finish(table, "products", good, errors, skip_invalid, report))
+    return _load(table, "products", _cmap(column_map), lambda t: _unique_ids(t, "product"), products_frame,
+                 skip_invalid, report)
 
 
 def load_users(path: str | Path, column_map: str | Path | dict | None = None, *,
@@ -685,8 +712,8 @@ def load_users(path: str | Path, column_map: str | Path | dict | None = None, *,
 
 def users_from_table(table: RawTable, column_map: str | Path | dict | None = None, *,
                      skip_invalid: bool = False, report: LoadReport | None = None) -> pd.DataFrame:
-    good, errors = _validate(table, "users", _cmap(column_map), _unique_ids(table, "user"))
-    return users_frame(_finish(table, "users", good, errors, skip_invalid, report))
+    return _load(table, "users", _cmap(column_map), lambda t: _unique_ids(t, "user"), users_frame,
+                 skip_invalid, report)
 
 
 def load_interactions(path: str | Path, product_ids: Iterable[str], user_ids: Iterable[str] | None = None,
@@ -698,7 +725,7 @@ def load_interactions(path: str | Path, product_ids: Iterable[str], user_ids: It
                                    report=report, products_file=products_file, users_file=users_file)
 
 
-def interactions_from_table(table: RawTable, product_ids: Iterable[str], user_ids: Iterable[str] | None = None,
+def interactions_from_table(table: Tables, product_ids: Iterable[str], user_ids: Iterable[str] | None = None,
                             column_map: str | Path | dict | None = None, *, skip_invalid: bool = False,
                             report: LoadReport | None = None, products_file: str = "the products file",
                             users_file: str = "the users file") -> pd.DataFrame:
@@ -713,8 +740,8 @@ def interactions_from_table(table: RawTable, product_ids: Iterable[str], user_id
         if known_users is not None and "user_id" in rec and rec["user_id"] not in known_users:
             problems.append(("user_id", None, f"unknown user id {rec['user_id']!r}; expected an id from {users_file}"))
 
-    good, errors = _validate(table, "interactions", _cmap(column_map), check)
-    return interactions_frame(_finish(table, "interactions", good, errors, skip_invalid, report))
+    return _load(table, "interactions", _cmap(column_map), lambda t: check, interactions_frame, skip_invalid,
+                 report)
 
 
 def users_from_interactions(interactions: pd.DataFrame) -> pd.DataFrame:
