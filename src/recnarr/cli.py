@@ -156,7 +156,9 @@ COMMANDS: list[Command] = [
              opt("--api-url", dest="api_url", default=None,
                  help="the API (default: $RECNARR_API_URL, else http://serve.host:serve.port)")]),
     Command("evaluate retrieval", "next-item Recall/NDCG@k, coverage vs baselines + ANN recall -> <run>/eval",
-            "recnarr.evaluation.retrieval:evaluate_retrieval"),
+            "recnarr.evaluation.retrieval:evaluate_retrieval",
+            [opt("--tune", action="store_true", help="first choose each dataset's blend weights on its validation "
+                 "split, then report the test table with them")]),
     Command("evaluate narratives", "fine-tuned model vs baselines on held-out narratives: perplexity, grounding, "
             "personalization, diversity, BLEU/ROUGE, speed -> <run>/eval/narratives.{json,md}",
             "recnarr.evaluation.narratives:evaluate_narratives",

@@ -292,9 +292,52 @@ def test_no_user_of_either_dataset_is_recommended_what_they_saw(name, shared_cac
     ds = (load_superstore if name == "superstore" else load_movielens)(shared_cache)
     df = ds.products.reset_index(drop=True)
     x = np.random.default_rng(0).standard_normal((len(df), 16)).astype(np.float32)  # the rule, not the vectors
-    rec = Recommender(ProductIndex.build(df, random_cfg(), vectors=x), ds.interactions, RetrievalConfig())
+    rec = Recommender(ProductIndex.build(df, random_cfg(), vectors=x), ds.interactions, RetrievalConfig(),
+                      dataset=ds.name)  # the dataset's own tuned blend, sequential rules included on MovieLens
     seen = ds.interactions.groupby(ds.interactions["user_id"].astype(str))["product_id"].agg(
         lambda s: set(s.astype(str)))
     for uid, items in seen.items():
         top = [r.product.id for r in rec.recommend(user_id=uid, filters=Filters(in_stock=False), k=10)]
         assert len(top) == 10 and not set(top) & items, uid
+
+
+def test_sequential_rules_count_what_follows_within_the_window():
+    from recnarr.retrieval.collaborative import SequentialRules
+
+    t = datetime(2024, 1, 1)
+    seqs = {"u1": ["a", "b", "c", "d"], "u2": ["a", "b"], "u3": ["c", "a"]}
+    inter = pd.DataFrame([{"user_id": u, "product_id": p, "event": "rating", "quantity": 1, "rating": 2.0,
+                           "timestamp": t + timedelta(days=i)} for u, s in seqs.items() for i, p in enumerate(s)])
+    stats = InteractionStats(inter)
+    rules = SequentialRules(inter.sample(frac=1.0, random_state=0), stats, window=2)  # order comes from time
+    col = dict(zip(stats.items, range(len(stats.items)), strict=True))
+    t_ = rules.T.toarray()
+    assert t_[col["a"], col["b"]] == 2.0  # right after a, twice
+    assert t_[col["a"], col["c"]] == 0.5  # two steps after a, once
+    assert t_[col["a"], col["d"]] == 0.0  # three steps: outside the window
+    assert t_[col["b"], col["a"]] == 0.0 and t_[col["c"], col["a"]] == 1.0  # direction matters
+    s = rules.scores(["d", "a"], last=1)  # the newest item only
+    assert s[col["b"]] == 2.0 and s[col["c"]] == 0.5 and s[col["d"]] == 0.0
+
+
+def test_sequence_weight_and_per_dataset_overrides(rand_rec):
+    _, df, x, _ = rand_rec
+    idx = ProductIndex.build(df, random_cfg(), vectors=x)
+    t = datetime(2024, 1, 1)
+    # forty users watch p0010 and then p0300; a new history ending in p0010 should be told p0300 comes next
+    rows = [(f"o{i}", p, t + timedelta(days=d)) for i in range(40) for d, p in enumerate(["p0010", "p0300"])]
+    rows += [(f"n{i}", f"p{(i * 13) % 400:04d}", t) for i in range(300)]
+    inter = pd.DataFrame([{"user_id": u, "product_id": p, "event": "purchase", "quantity": 1, "rating": None,
+                           "timestamp": ts} for u, p, ts in rows])
+    plain = RetrievalConfig(ease_weight=0.0, popularity_weight=0.0, max_per_category=None)
+    hist = [("p0123", t), ("p0010", t + timedelta(days=1))]
+    without = [r.product.id for r in Recommender(idx, inter, plain).recommend(hist, filters=Filters(in_stock=False))]
+    cfg = RetrievalConfig(ease_weight=0.0, popularity_weight=0.0, max_per_category=None,
+                          per_dataset={"films": {"sequence_weight": 5.0, "sequence_last": 1}})
+    tuned = Recommender(idx, inter, cfg, dataset="films")
+    assert tuned.cfg.sequence_weight == 5.0 and isinstance(tuned.cfg.sequence_last, int)
+    top = tuned.recommend(hist, filters=Filters(in_stock=False))
+    assert top[0].product.id == "p0300" and top[0].sequence == 1.0 and "p0300" not in without[:1]
+    assert Recommender(idx, inter, cfg, dataset="other").cfg.sequence_weight == 0.0  # no entry: plain values
+    with pytest.raises(ValueError, match=r"per_dataset\.films: unknown field\(s\) \['sequence_wieght'\]"):
+        Recommender(idx, inter, RetrievalConfig(per_dataset={"films": {"sequence_wieght": 1.0}}), dataset="films")

@@ -525,7 +525,7 @@ def evaluate_dataset(name: str, cfg: RunConfig, engine: Any) -> dict[str, Any]:
     k, rcfg = cfg.eval.k, cfg.retrieval
     ds = load_eval_dataset(name, cfg)
     index = index_for(ds, cfg)
-    rec = Recommender(index, ds.interactions, rcfg)
+    rec = Recommender(index, ds.interactions, rcfg, dataset=ds.name)
     stats = InteractionStats(train_interactions(positive_interactions(ds.interactions, rcfg.positive_min_rating)))
     cases = eval_cases(ds, rcfg.positive_min_rating, cfg.eval.fairness_max_users, cfg.eval.seed)
     ours_rank, pop_rank = retriever_ranker(rec), popularity_ranker(index.ids, stats)

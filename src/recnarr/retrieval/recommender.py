@@ -15,8 +15,10 @@ Score (documented, every component is returned with the result):
           + popularity_weight * log(1 + n_p) / log(1 + max_q n_q)
           + copurchase_weight * co(p) / max_candidates co(c)
           + ease_weight * max(0, ease(p)) / max_candidates ease(c)
+          + sequence_weight * seq(p) / max_candidates seq(c)
     co(p) = sum over history items h of  n_hp / sqrt(n_h * n_p)
     ease(p) = sum over history items h of  w_h * B[h, p]   (EASE, `recnarr.retrieval.collaborative`)
+    seq(p) = sum over the newest `sequence_last` items h (r = 1 newest) of T[h, p] / r   (sequential rules)
 
 n_p = distinct users with a positive interaction with p in the TRAIN split, n_hp = train users who
 bought both h and p. Both weighted terms are in [0, 1]. The co-purchase count is cosine-normalised (as in
@@ -54,7 +56,7 @@ from scipy import sparse
 
 from recnarr.config import RetrievalConfig
 from recnarr.data.schema import Dataset, Product
-from recnarr.retrieval.collaborative import EASE
+from recnarr.retrieval.collaborative import EASE, SequentialRules
 from recnarr.retrieval.embedder import embed_texts
 from recnarr.retrieval.index import ProductIndex
 
@@ -99,6 +101,7 @@ class Recommendation:
     popularity: float  # normalised log popularity in [0, 1]
     copurchase: float  # normalised co-purchase count with the history in [0, 1]
     ease: float = 0.0  # normalised EASE score with the history in [0, 1]
+    sequence: float = 0.0  # normalised sequential-rule score (what follows the newest items) in [0, 1]
     reasons: list[Reason] = field(default_factory=list)
 
     @property
@@ -111,6 +114,22 @@ class UnknownProductError(KeyError):
 
     def __str__(self) -> str:  # KeyError's default repr-quotes the message
         return str(self.args[0])
+
+
+def for_dataset(cfg: RetrievalConfig, dataset: str | None) -> RetrievalConfig:
+    """The config with `per_dataset[dataset]`'s weights in place (each chosen on that dataset's validation
+    split); unknown fields are an error, not a silent no-op."""
+    from dataclasses import fields, replace
+
+    over = dict(cfg.per_dataset.get(dataset or "", {}))
+    if not over:
+        return cfg
+    types = {f.name: f.type for f in fields(cfg)}
+    unknown = sorted(set(over) - set(types) - {"per_dataset"})
+    if unknown:
+        raise ValueError(f"retrieval.per_dataset.{dataset}: unknown field(s) {unknown}; expected fields of retrieval")
+    cast = {k: int(v) if str(types[k]).startswith("int") and v is not None else v for k, v in over.items()}
+    return replace(cfg, **cast)
 
 
 def positive_interactions(interactions: pd.DataFrame, min_rating: float = 4.0) -> pd.DataFrame:
@@ -140,6 +159,7 @@ class InteractionStats:
         cols = items.get_indexer(pairs["product_id"])
         x = sparse.csr_matrix((np.ones(len(pairs), np.float32), (rows, cols)), shape=(len(users), len(items)))
         self.items: list[str] = [str(p) for p in items]  # column j of the statistics is product items[j]
+        self.user_items = x  # (users, items) 0/1: who interacted with what (a library model's input)
         self.counts = np.asarray(x.sum(axis=0)).ravel()  # distinct users per item
         co = (x.T @ x).tocsr()
         co.setdiag(0)
@@ -200,12 +220,13 @@ class Recommender:
         interactions: pd.DataFrame | None = None,
         cfg: RetrievalConfig | None = None,
         text_encoder: Callable[[list[str]], np.ndarray] | None = None,
+        dataset: str | None = None,
     ):
         """`interactions`: the dataset's interactions (train split used for the statistics; all rows for
         `user_id` histories). `text_encoder`: list of texts -> normalised vectors in the index's space
-        (default: the index's embedding model)."""
+        (default: the index's embedding model). `dataset`: its name, for `cfg.per_dataset` weights."""
         self.index = index
-        self.cfg = cfg or RetrievalConfig()
+        self.cfg = for_dataset(cfg or RetrievalConfig(), dataset)
         self._interactions = interactions if interactions is not None else pd.DataFrame(
             columns=["user_id", "product_id", "event", "quantity", "rating", "timestamp"])
         positives = positive_interactions(self._interactions, self.cfg.positive_min_rating)
@@ -213,6 +234,8 @@ class Recommender:
         self.stats = InteractionStats(train_interactions(positives))
         self.ease = EASE(self.stats, self.cfg.ease_l2) if (
             self.cfg.ease_weight > 0 and 0 < len(self.stats.items) <= self.cfg.ease_max_items) else None
+        self.rules = SequentialRules(train_interactions(self._interactions), self.stats, self.cfg.sequence_window) \
+            if self.cfg.sequence_weight > 0 and len(self.stats.items) else None
         self._rebuy = {c.strip().lower() for c in self.cfg.rebuy_categories}
         self._text_encoder = text_encoder or (lambda texts: embed_texts(texts, model=index.embed_model))
 
@@ -226,7 +249,7 @@ class Recommender:
     ) -> Recommender:
         """Load the index in `folder` (checked against the dataset's catalog checksum) with its interactions."""
         index = ProductIndex.load(folder, catalog_checksum=dataset.checksum(), embed_model=embed_model)
-        return cls(index, dataset.interactions, cfg)
+        return cls(index, dataset.interactions, cfg, dataset=dataset.name)
 
     def warm_up(self) -> None:
         """Load the text encoder (the embedding model loads on its first call: seconds)."""
@@ -331,19 +354,30 @@ class Recommender:
                 excluded |= self.seen(user_id)
         co_row = self.stats.copurchase_row(hist_ids) if hist_ids else None
         ease_row = self.ease.scores(hist_ids, self.history_weights(times)) if hist_ids and self.ease else None
+        seq_row = self.rules.scores(self._in_time_order(hist_ids, times), self.cfg.sequence_last) \
+            if hist_ids and self.rules else None
 
         n_fetch = self.cfg.candidates + len(excluded)
         while True:  # widen the search until k results pass the filters, or the whole catalog was seen
-            rows = self._filter(self._candidates(query, co_row, ease_row, n_fetch), filters, excluded)
+            rows = self._filter(self._candidates(query, co_row, ease_row, seq_row, n_fetch), filters, excluded)
             searched_all = n_fetch >= len(self.index)
             if len(rows) >= k or searched_all:
-                out = self._rank(rows, query, hist_ids, co_row, ease_row, filters, k, fill=searched_all)
+                out = self._rank(rows, query, hist_ids, co_row, ease_row, seq_row, filters, k, fill=searched_all)
                 if len(out) == k or searched_all:
                     return out
             n_fetch *= 4
 
+    @staticmethod
+    def _in_time_order(ids: list[str], times: list[pd.Timestamp | None]) -> list[str]:
+        """History ids oldest first (items without a time count as newest, in the order given)."""
+        newest = max((t for t in times if t is not None), default=None)
+        key = [(t if t is not None else newest, i) for i, t in enumerate(times)]
+        if newest is None:
+            return list(ids)
+        return [ids[i] for _, i in sorted(key)]
+
     def _candidates(self, query: np.ndarray | None, co_row: np.ndarray | None, ease_row: np.ndarray | None,
-                    n_fetch: int) -> np.ndarray:
+                    seq_row: np.ndarray | None, n_fetch: int) -> np.ndarray:
         """Index rows of the candidate pool (nearest neighbours + co-purchased + EASE's best + popular if
         no query)."""
         ids: list[str] = []
@@ -355,9 +389,10 @@ class Recommender:
         if co_row is not None and self.cfg.copurchase_weight > 0 and self.cfg.copurchase_candidates > 0:
             top = np.argsort(-co_row, kind="stable")[: self.cfg.copurchase_candidates]
             ids += [self.stats.items[j] for j in top if co_row[j] > 0 and self.stats.items[j] in self.index]
-        if ease_row is not None and self.cfg.ease_candidates > 0:  # widened with the search
-            top = np.argsort(-ease_row, kind="stable")[: self.cfg.ease_candidates + n_fetch - self.cfg.candidates]
-            ids += [self.stats.items[j] for j in top if ease_row[j] > 0 and self.stats.items[j] in self.index]
+        for row, n in ((ease_row, self.cfg.ease_candidates), (seq_row, self.cfg.sequence_candidates)):
+            if row is not None and n > 0:  # widened with the search
+                top = np.argsort(-row, kind="stable")[: n + n_fetch - self.cfg.candidates]
+                ids += [self.stats.items[j] for j in top if row[j] > 0 and self.stats.items[j] in self.index]
         return self.index.rows_of(dict.fromkeys(ids))
 
     def _filter(self, rows: np.ndarray, f: Filters, excluded: set[str]) -> np.ndarray:
@@ -379,31 +414,34 @@ class Recommender:
             keep &= np.array([bool(wanted & {str(c).lower() for c in (path or [])}) for path in cats], dtype=bool)
         return rows[keep]
 
+    def _column_score(self, row: np.ndarray | None, ids: list[str]) -> np.ndarray:
+        """A per-item-column score row at these products, clipped at 0 and scaled to max 1."""
+        if row is None:
+            return np.zeros(len(ids))
+        c = self.stats.cols(ids)
+        out = np.maximum(np.where(c >= 0, row[np.maximum(c, 0)], 0.0), 0.0)
+        return out / out.max() if out.max() > 0 else out
+
     def _rank(self, rows: np.ndarray, query: np.ndarray | None, hist_ids: list[str], co_row: np.ndarray | None,
-              ease_row: np.ndarray | None, f: Filters, k: int, fill: bool = False) -> list[Recommendation]:
+              ease_row: np.ndarray | None, seq_row: np.ndarray | None, f: Filters, k: int,
+              fill: bool = False) -> list[Recommendation]:
         if not len(rows):
             return []
         ids = [str(p) for p in self.index.column("id")[rows]]
         vecs = self.index.vectors[rows]
         sim = vecs @ query if query is not None else np.zeros(len(rows), dtype=np.float32)
         pop = self.stats.popularity(ids)
-        co_raw = np.zeros(len(rows))
-        if co_row is not None and len(co_row):
-            c = self.stats.cols(ids)
-            co_raw = np.where(c >= 0, co_row[np.maximum(c, 0)], 0.0)
-        co = co_raw / co_raw.max() if co_raw.max() > 0 else np.zeros(len(rows))
-        ease = np.zeros(len(rows))
-        if ease_row is not None:
-            c = self.stats.cols(ids)
-            ease = np.maximum(np.where(c >= 0, ease_row[np.maximum(c, 0)], 0.0), 0.0)
-            ease = ease / ease.max() if ease.max() > 0 else ease
+        co = self._column_score(co_row if co_row is not None and len(co_row) else None, ids)
+        ease = self._column_score(ease_row, ids)
+        seq = self._column_score(seq_row, ids)
         score = (sim + self.cfg.popularity_weight * pop + self.cfg.copurchase_weight * co
-                 + self.cfg.ease_weight * ease)
+                 + self.cfg.ease_weight * ease + self.cfg.sequence_weight * seq)
         order = np.lexsort((np.array(ids), -score))  # ties: by id, so results are deterministic
         picked = self._capped(order, rows, f, k, fill)
         reasons = self._reasons([ids[i] for i in picked], vecs[picked], hist_ids)
         return [Recommendation(product=self.index.product(ids[i]), score=float(score[i]), similarity=float(sim[i]),
-                               popularity=float(pop[i]), copurchase=float(co[i]), ease=float(ease[i]), reasons=r)
+                               popularity=float(pop[i]), copurchase=float(co[i]), ease=float(ease[i]),
+                               sequence=float(seq[i]), reasons=r)
                 for i, r in zip(picked, reasons, strict=True)]
 
     def _capped(self, order: np.ndarray, rows: np.ndarray, f: Filters, k: int, fill: bool) -> list[int]:
