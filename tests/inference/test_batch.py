@@ -101,7 +101,14 @@ def test_ray_engine_writes_the_rows_of_the_local_engine(gen, tmp_path, monkeypat
     serving = str(Path(__file__).resolve().parents[1] / "serving")  # the workers import tiny_generator
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([serving, os.environ.get("PYTHONPATH", "")]))
     factory = partial(tiny_generator.build, engine="gpt", max_new_tokens=24)
-    run_ray(factory, tmp_path / "ray", part_size=3, workers=1)
+    loads = []
+
+    def plan():  # the driver reads the customer list and versions without loading a model
+        loads.append(1)
+        return gen.dataset, gen.versions
+
+    run_ray(factory, tmp_path / "ray", part_size=3, workers=1, plan=plan)
+    assert loads == [1] and not (tmp_path / "ray" / "_ray_staging").exists()
     run_batch(gen, tmp_path / "local", part_size=3)
     assert sorted(p.name for p in (tmp_path / "ray").glob("part-*")) == \
         sorted(p.name for p in (tmp_path / "local").glob("part-*"))
@@ -116,3 +123,21 @@ def test_the_generator_excludes_all_a_user_saw_not_only_positives(gen, monkeypat
     seen = gen.recommender.seen(uid) | {top}  # as if the user had rated it 2
     monkeypatch.setattr(gen.recommender, "seen", lambda user_id: seen)
     assert top not in [r.product.id for r in gen.retrieve(uid, None, None, None, 3)[1]]
+
+
+def test_parts_staged_by_a_killed_ray_job_are_kept_when_whole_and_redone_when_cut(gen, tmp_path):
+    from recnarr.inference.batch import STAGING, promote_staged
+
+    run_batch(gen, tmp_path / "local", part_size=3)
+    parts = [sorted(pd.read_parquet(f)["user_id"]) for f in sorted((tmp_path / "local").glob("part-*.parquet"))]
+    out = tmp_path / "ray"
+    for k in (0, 1):  # as Ray's writer leaves them: one folder per part, the part column dropped
+        d = out / STAGING / f"part={k}"
+        d.mkdir(parents=True)
+        data = (tmp_path / "local" / f"part-{k:05d}.parquet").read_bytes()
+        (d / "abc_000000.parquet").write_bytes(data if k == 0 else data[: len(data) // 2])  # part 1: cut
+    assert promote_staged(out, parts) == 1
+    assert (out / "part-00000.parquet").exists() and not (out / "part-00001.parquet").exists()
+    assert (out / STAGING / "part=1").exists()  # left to be redone
+    run_batch(gen, out, part_size=3)  # the local engine resumes it
+    assert table(out).equals(table(tmp_path / "local"))

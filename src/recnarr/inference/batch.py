@@ -9,8 +9,9 @@ was writing, and the finished table is the same. Read it whole with `pandas.read
 (`_manifest.json` and `_config.yaml` beside the parts are skipped by Parquet readers).
 
 Engines: `local` (the default, in this process) and `ray` (Ray Data: the parts as a Ray Dataset,
-`map_batches` over a pool of actors that each load the model and index once, on a local Ray or an
-existing cluster; see `run_ray`). Both write the same parts, so either can resume the other's job.
+`map_batches` over a pool of actors that each load the model and index once, written by Ray's Parquet
+writer, on a local Ray or an existing cluster; see `run_ray`). Both leave the same part files, so either
+can resume the other's job.
 
 Generation is batched: every customer of a part joins one continuous-batching session of the same
 generator, grammar and verifier the service runs (`NarrativeGenerator.stream(cooperative=True)`), up to
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 import zlib
 from pathlib import Path
@@ -111,57 +113,103 @@ def batch(cfg: RunConfig, users: str = "all", out: str | None = None, part_size:
           workers: int = 1) -> Path:
     from functools import partial
 
-    from recnarr.inference.generator import load_generator
+    from recnarr.inference.generator import load_generator, plan_inputs
 
     folder = Path(out) if out else cfg.stage_dir("batch")
     folder.mkdir(parents=True, exist_ok=True)
     save_config(cfg, folder, "_config.yaml")  # the config that made it ("_": Parquet readers skip it)
     if engine == "ray":
-        return run_ray(partial(load_generator, cfg), folder, users, part_size, seed, n, limit, ray_address, workers)
+        return run_ray(partial(load_generator, cfg), folder, users, part_size, seed, n, limit, ray_address, workers,
+                       plan=partial(plan_inputs, cfg))
     if engine != "local":
         raise ValueError(f"--engine must be local or ray, got {engine!r}")
     return run_batch(load_generator(cfg), folder, users, part_size, seed, n, limit)
 
 
-class _PartWriter:
-    """A Ray actor: loads the generator once, then writes whole parts, exactly as the local engine does."""
+STAGING = "_ray_staging"  # Ray's writer puts each part here (hive-partitioned by part); "_": readers skip it
 
-    def __init__(self, factory, folder: str, parts: dict[int, list[str]], seed: int, n: int):
-        self.gen, self.folder, self.parts, self.seed, self.n = factory(), Path(folder), parts, seed, n
 
-    def __call__(self, batch: dict) -> dict:
-        for k in batch["part"]:
-            write_part(self.gen, self.folder, int(k), self.parts[int(k)], self.seed, self.n)
-        return {"part": batch["part"]}
+class _PartRows:
+    """A Ray actor: loads the generator once, then turns a part number into that part's rows."""
+
+    def __init__(self, factory, parts: dict[int, list[str]], seed: int, n: int):
+        self.gen, self.parts, self.seed, self.n = factory(), parts, seed, n
+
+    def __call__(self, batch: dict) -> pd.DataFrame:
+        frames = [pd.DataFrame(narrate_part(self.gen, self.parts[int(k)], self.seed, self.n), columns=COLUMNS)
+                  .assign(part=int(k)) for k in batch["part"]]
+        return pd.concat(frames, ignore_index=True)
+
+
+def promote_staged(folder: Path, parts: list[list[str]]) -> int:
+    """Move every complete part Ray's writer left in `<folder>/_ray_staging/part=K/` into place as
+    `part-K.parquet` (atomic rename; several files of one part are joined first). A part whose files do
+    not read back, or do not hold exactly that part's customers, was cut by a kill: left to be redone."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    staging, moved = folder / STAGING, 0
+    for d in sorted(staging.glob("part=*")) if staging.exists() else []:
+        k = int(d.name.split("=", 1)[1])
+        final = folder / f"part-{k:05d}.parquet"
+        files = sorted(d.glob("*.parquet"))
+        try:
+            table = pa.concat_tables([pq.read_table(f) for f in files]) if files else None
+        except (OSError, pa.ArrowInvalid):
+            table = None
+        if table is None or k >= len(parts) or sorted(table.column("user_id").to_pylist()) != sorted(parts[k]):
+            continue
+        if not final.exists():
+            if len(files) == 1:
+                os.replace(files[0], final)
+            else:
+                tmp = final.with_name(f".{final.name}.tmp")
+                pq.write_table(table, tmp)
+                os.replace(tmp, final)
+            moved += 1
+        shutil.rmtree(d)
+    if staging.exists() and not any(staging.glob("part=*")):
+        shutil.rmtree(staging)  # nothing left to redo
+    return moved
 
 
 def run_ray(factory, folder: Path, users: str = "all", part_size: int = 256, seed: int = 0, n: int = 3,
-            limit: int | None = None, address: str | None = None, workers: int = 1) -> Path:
+            limit: int | None = None, address: str | None = None, workers: int = 1, plan=None) -> Path:
     """The batch on Ray Data: the missing parts as a Ray Dataset, `map_batches` over a pool of `workers`
-    actors (each loads the model and index once via `factory`). Parts are written by the actors with the
-    local engine's atomic renames rather than Ray's Parquet writer, so the two engines resume the same
-    way and write the same table. `address`: an existing cluster (`ray://...` or `auto`); without one, a
-    local Ray is started for the job. The output folder must be storage every worker sees."""
+    actors (each loads the model and index once via `factory`), written by Ray's Parquet writer
+    (`write_parquet`, one hive partition per part under `_ray_staging/`), then each complete part renamed
+    into place as `part-K.parquet`, the local engine's name, so either engine resumes the other's job.
+    `plan`: returns (dataset, versions) without loading a model (`generator.plan_inputs`); without it the
+    driver builds one generator to read them. `address`: an existing cluster (`ray://...` or `auto`);
+    without one, a local Ray is started for the job. The output folder must be storage every worker sees."""
     import ray
 
-    gen = factory()  # the driver needs the customer list (and checks the settings) only
-    parts, todo = _plan(gen, folder, users, part_size, seed, n, limit)
-    del gen
+    if plan is None:
+        gen = factory()
+        dataset, versions = gen.dataset, gen.versions
+        del gen
+    else:
+        dataset, versions = plan()
+    ids = select_users(dataset, users)[:limit]
+    parts = _parts(ids, part_size)
+    promote_staged(folder, parts)  # what a killed job finished writing
+    todo = _todo(folder, users, part_size, seed, n, limit, ids, versions)
     started = not ray.is_initialized()
-    if started:  # the workers import what the driver imports: pass its module path on
+    if started and todo:  # the workers import what the driver imports: pass its module path on
         ray.init(address=address, include_dashboard=False, log_to_driver=False,
                  runtime_env={"env_vars": {"PYTHONPATH": os.environ.get("PYTHONPATH", "")}})
     try:
         t0 = time.perf_counter()
-        ds = ray.data.from_items([{"part": k} for k in todo])
-        kwargs = {"factory": factory, "folder": str(folder), "parts": {k: parts[k] for k in todo}, "seed": seed,
-                  "n": n}
-        done = ds.map_batches(_PartWriter, batch_size=1, compute=ray.data.ActorPoolStrategy(size=workers),
-                              fn_constructor_kwargs=kwargs)
-        written = len(done.take_all())
-        print(f"ray: {written} parts in {time.perf_counter() - t0:.1f} s -> {folder}", flush=True)
+        if todo:
+            rows = ray.data.from_items([{"part": k} for k in todo]).map_batches(
+                _PartRows, batch_size=1, batch_format="pandas", compute=ray.data.ActorPoolStrategy(size=workers),
+                fn_constructor_kwargs={"factory": factory, "parts": {k: parts[k] for k in todo}, "seed": seed,
+                                       "n": n})
+            rows.write_parquet(str(folder / STAGING), partition_cols=["part"])
+        moved = promote_staged(folder, parts)
+        print(f"ray: {moved} parts in {time.perf_counter() - t0:.1f} s -> {folder}", flush=True)
     finally:
-        if started:
+        if started and ray.is_initialized():
             ray.shutdown()
     return folder
 
@@ -185,16 +233,19 @@ def run_batch(gen, folder: Path, users: str = "all", part_size: int = 256, seed:
     return folder
 
 
-def _plan(gen, folder: Path, users: str, part_size: int, seed: int, n: int,
-          limit: int | None) -> tuple[list[list[str]], list[int]]:
-    """The customers cut into parts in a fixed order, and the parts not on disk yet. Refuses a folder
-    holding a batch of other settings."""
+def _parts(ids: list[str], part_size: int) -> list[list[str]]:
     if part_size < 1:
         raise ValueError(f"--part-size must be >= 1, got {part_size}")
-    ids = select_users(gen.dataset, users)[:limit]
+    return [ids[i:i + part_size] for i in range(0, len(ids), part_size)]
+
+
+def _todo(folder: Path, users: str, part_size: int, seed: int, n: int, limit: int | None, ids: list[str],
+          versions: dict[str, Any]) -> list[int]:
+    """The parts not on disk yet; records the job's settings, and refuses a folder holding a batch of
+    other settings."""
     folder.mkdir(parents=True, exist_ok=True)
     settings = {"users": users, "part_size": part_size, "seed": seed, "n": n, "limit": limit,
-                "customers": len(ids), "versions": gen.versions}
+                "customers": len(ids), "versions": versions}
     manifest = folder / "_manifest.json"
     if manifest.exists():
         before = json.loads(manifest.read_text())
@@ -203,5 +254,13 @@ def _plan(gen, folder: Path, users: str, part_size: int, seed: int, n: int,
             raise ValueError(f"{folder} holds a batch made with other settings ({', '.join(changed)}): "
                              "use another --out, or delete it to start over")
     manifest.write_text(json.dumps(settings, indent=2, default=str))
-    parts = [ids[i:i + part_size] for i in range(0, len(ids), part_size)]
-    return parts, [k for k in range(len(parts)) if not (folder / f"part-{k:05d}.parquet").exists()]
+    n_parts = len(_parts(ids, part_size))
+    return [k for k in range(n_parts) if not (folder / f"part-{k:05d}.parquet").exists()]
+
+
+def _plan(gen, folder: Path, users: str, part_size: int, seed: int, n: int,
+          limit: int | None) -> tuple[list[list[str]], list[int]]:
+    """The customers cut into parts in a fixed order, and the parts not on disk yet."""
+    ids = select_users(gen.dataset, users)[:limit]
+    parts = _parts(ids, part_size)
+    return parts, _todo(folder, users, part_size, seed, n, limit, ids, gen.versions)

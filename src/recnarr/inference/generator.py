@@ -240,6 +240,22 @@ class NarrativeGenerator:
                          fb.citations, written)
 
 
+def plan_inputs(cfg: RunConfig, checkpoint: str | Path | None = None, mode: str | None = None):
+    """The dataset and the `versions` a generator of this run would report, without loading the model or
+    the embedding model: what a batch driver needs to cut the customers into parts and record the job."""
+    import json
+
+    from recnarr.data.stages import load_dataset
+    from recnarr.inference.serving_model import describe_serving_model
+
+    ds = load_dataset(cfg)
+    manifest = cfg.stage_dir("index") / "manifest.json"
+    if not manifest.exists():
+        raise FileNotFoundError(f"{manifest.parent} holds no index: run `recnarr index` first")
+    _, info = describe_serving_model(cfg, checkpoint, mode or cfg.quantize.mode)
+    return ds, {"model": info, "index": json.loads(manifest.read_text()), "catalog_checksum": ds.checksum()}
+
+
 def load_generator(cfg: RunConfig, checkpoint: str | Path | None = None, mode: str | None = None) -> NarrativeGenerator:
     """Load dataset, index, model (quantized per `mode`, default cfg.quantize.mode) and tokenizer once."""
     from recnarr.data.stages import load_dataset
@@ -250,7 +266,6 @@ def load_generator(cfg: RunConfig, checkpoint: str | Path | None = None, mode: s
     recommender = Recommender.from_folder(cfg.stage_dir("index"), ds, cfg.retrieval)
     model, info = load_serving_model(cfg, checkpoint, mode or cfg.quantize.mode)
     engine = Engine(model, get_tokenizer())
-    versions = {"model": info, "index": recommender.index.manifest if hasattr(recommender.index, "manifest") else {},
-                "catalog_checksum": ds.checksum()}
+    versions = {"model": info, "index": recommender.index.manifest, "catalog_checksum": ds.checksum()}
     return NarrativeGenerator(ds, recommender, engine, cfg.generation, versions, cfg.narratives.max_history,
                               cfg.narratives.min_support, cfg.generation.max_batch)

@@ -60,28 +60,37 @@ def find_gguf(cfg: RunConfig, checkpoint: str | Path | None) -> Path:
                             f"run `recnarr export --format gguf --quant q8_0`")
 
 
-def load_serving_model(cfg: RunConfig, checkpoint: str | Path | None = None,
-                       mode: str = "int8") -> tuple[GPT | Any, dict[str, Any]]:
-    """The model to serve and a description of it (path, mode, training metadata). With the llamacpp
-    backend, a `LlamaCppModel` for `Engine` (mode is then the GGUF file's own weight type)."""
+def describe_serving_model(cfg: RunConfig, checkpoint: str | Path | None = None,
+                           mode: str = "int8") -> tuple[Path, dict[str, Any]]:
+    """Which model would serve, and its description (path, mode, training metadata), from its files
+    alone: no weights are loaded (a batch driver records it without holding a model)."""
     if cfg.generation.backend == "llamacpp":
-        from recnarr.inference.llamacpp import LlamaCppModel
-
         path = find_gguf(cfg, checkpoint)
-        model = LlamaCppModel(path)
-        return model, {"path": str(path), "quantization": f"gguf {model.file_type}", "backend": "llamacpp"}
+        return path, {"path": str(path), "quantization": f"gguf {path.stem.rsplit('-', 1)[-1]}",
+                      "backend": "llamacpp"}
     if cfg.generation.backend != "torch":
         raise ValueError(f"generation.backend must be torch or llamacpp, got {cfg.generation.backend!r}")
     path = find_checkpoint(cfg, checkpoint, mode)
+    loaded_mode = read_quantization(path)["mode"] if (path / QUANT_FILE).exists() else mode
+    meta = read_meta(path) if (path / "meta.json").exists() else {}
+    return path, {"path": str(path), "quantization": loaded_mode, "backend": "torch",
+                  **{k: meta[k] for k in ("step", "tokens_seen", "val_loss", "best_val_loss") if k in meta}}
+
+
+def load_serving_model(cfg: RunConfig, checkpoint: str | Path | None = None,
+                       mode: str = "int8") -> tuple[GPT | Any, dict[str, Any]]:
+    """The model to serve and its description (`describe_serving_model`). With the llamacpp backend, a
+    `LlamaCppModel` for `Engine` (mode is then the GGUF file's own weight type)."""
+    path, info = describe_serving_model(cfg, checkpoint, mode)
+    if cfg.generation.backend == "llamacpp":
+        from recnarr.inference.llamacpp import LlamaCppModel
+
+        model = LlamaCppModel(path)
+        return model, {**info, "quantization": f"gguf {model.file_type}"}
     if (path / QUANT_FILE).exists():
         model = load_quantized(path)
-        loaded_mode = read_quantization(path)["mode"]
     else:
         model = load_model(path)
         if mode != "none":
             model = quantize(model, mode, group_size=cfg.quantize.group_size)
-        loaded_mode = mode
-    meta = read_meta(path) if (path / "meta.json").exists() else {}
-    info = {"path": str(path), "quantization": loaded_mode, "backend": "torch",
-            **{k: meta[k] for k in ("step", "tokens_seen", "val_loss", "best_val_loss") if k in meta}}
     return model.eval(), info
