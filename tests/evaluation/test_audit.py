@@ -319,3 +319,14 @@ def fashion() -> Dataset:
 def test_relation_claims_are_checked_against_both_category_paths(text, false):
     claims = Auditor(fashion()).audit(text, "F1", "W1")
     assert [c.kind for c in claims] == ["relation"] * false, claims
+
+
+def test_a_one_word_title_in_lower_case_is_the_word_not_the_film():
+    """"suits watching with the kids" is a phrase; the film Kids (1995) is a title only as written."""
+    products = [_film("1", "Toy Story", "1995", ["Animation", "Children's"]), _film("772", "Kids", "1995", ["Drama"])]
+    inter = [("u", "772", "rating", 4.0, "1998-03-02")]
+    auditor = Auditor(_dataset("films", products, [("u", None, None, {})], inter))
+    assert auditor.audit("The Toy Story suits watching with the kids.", "1", "u") == []
+    assert auditor.audit("You rated Kids in March 1998. Meet the Toy Story.", "1", "u") == []
+    wrong = auditor.audit("You rated Kids in May 1998. Meet the Toy Story.", "1", "u")
+    assert [c.kind for c in wrong] == ["date"]  # still read as the film where it is written as one

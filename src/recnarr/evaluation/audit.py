@@ -504,6 +504,8 @@ class Auditor:
                     continue
                 if " " not in t and (not text[:i].strip() or text[:i].rstrip()[-1] in ".!?:"):
                     continue  # a one-word title opening a sentence is more likely a word ("Speed")
+                if " " not in t and text[i] != t[0]:
+                    continue  # and in lower case it is the word: "watching with the kids", not the film Kids
                 cands.append((i, end, t))
         taken: list[_Span] = []
         for s, e, t in sorted(cands, key=lambda c: (-(c[1] - c[0]), c[0])):
