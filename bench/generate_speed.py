@@ -42,8 +42,9 @@ from pathlib import Path
 import torch
 
 from memory import peak_rss_mb, reset_peak_rss
-from recnarr.model.checkpoint import export_hf, save_checkpoint
+from recnarr.model.checkpoint import save_checkpoint
 from recnarr.model.gpt import GPT, GPTConfig
+from recnarr.model.hf import export_hf
 
 SHAPES = {
     "51m": GPTConfig(block_size=512, vocab_size=50257, n_layer=8, n_head=8, n_embd=512),

@@ -54,8 +54,9 @@ import torch.nn.functional as F
 
 from memory import peak_rss_mb
 from recnarr.config import TrainConfig
-from recnarr.model.checkpoint import export_hf, load_model, save_checkpoint
+from recnarr.model.checkpoint import load_model, save_checkpoint
 from recnarr.model.gpt import GPT, GPTConfig
+from recnarr.model.hf import export_hf
 
 SHAPES = {
     "51m": GPTConfig(block_size=512, vocab_size=50257, n_layer=8, n_head=8, n_embd=512),

@@ -66,7 +66,7 @@ COMMANDS: list[Command] = [
             [opt("file", help='JSONL: {"user_id" or "history", "product_id", "text"} per line; - for stdin')]),
     Command("export", "export a checkpoint: hf (a transformers GPT2LMHeadModel folder) or gguf (one llama.cpp "
             "file, tokenizer included)",
-            "recnarr.model.checkpoint:export_command",
+            "recnarr.model.hf:export_command",
             [opt("--format", dest="fmt", choices=["hf", "gguf"], default="hf", help="output format"),
              opt("--quant", default="f32", choices=["f32", "f16", "q8_0", "q4_0", "q4_k_m"],
                  help="gguf weight type (q4_0 / q4_k_m use llama.cpp's quantizer: the llamacpp extra)"),
@@ -74,7 +74,7 @@ COMMANDS: list[Command] = [
                  help="checkpoint folder (default: <run>/serving/merged, else <run>/pretrain/best, last)"),
              opt("--out", default=None, help="output folder or .gguf file (default: <run>/export/<format>)")]),
     Command("import", "import a foreign model folder as a recnarr checkpoint (hf: GPT-2 safetensors)",
-            "recnarr.model.checkpoint:import_command",
+            "recnarr.model.hf:import_command",
             [opt("--format", dest="fmt", choices=["hf"], default="hf", help="input format"),
              opt("--src", required=True, help="folder to import"),
              opt("--out", default=None, help="checkpoint folder to write (default: <run>/pretrain/imported)")]),

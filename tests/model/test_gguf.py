@@ -32,7 +32,7 @@ def f32_file(tiny, tmp_path_factory):
 def test_hf_export_carries_a_tokenizer_equal_to_tiktoken(tiny, tmp_path):
     transformers = pytest.importorskip("transformers")
     from recnarr.data.tokenizer import get_tokenizer
-    from recnarr.model.checkpoint import export_hf
+    from recnarr.model.hf import export_hf
 
     export_hf(tiny, tmp_path / "hf")
     hf = transformers.AutoTokenizer.from_pretrained(tmp_path / "hf")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from recnarr.model.checkpoint import export_hf, import_hf
 from recnarr.model.gpt import GPT, PRESETS, GPTConfig
+from recnarr.model.hf import export_hf, import_hf
 
 SMALL = GPTConfig(block_size=32, vocab_size=97, n_layer=2, n_head=2, n_embd=32)
 

@@ -637,7 +637,7 @@ def evaluate_fairness(cfg: RunConfig, **_: Any) -> dict[str, Any]:
     print(f"{len(failed)} check(s) failed" + (": " + "; ".join(f"{c['dataset']}: {c['check']}" for c in failed)
                                               if failed else ""))
     print(f"-> {out / 'fairness.json'}, {out / 'fairness.md'}")
-    from recnarr.evaluation.report import log_eval_run
+    from recnarr.evaluation.tracking import log_eval_run
 
     flat: dict[str, float] = {}
     for d in results["datasets"]:

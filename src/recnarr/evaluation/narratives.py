@@ -542,7 +542,7 @@ def evaluate_narratives(cfg: RunConfig, only: list[str] | None = None, **_: Any)
     (out / "narratives.md").write_text(md)
     print("\n" + md)
     print(f"-> {out / 'narratives.json'}, {out / 'narratives.md'}")
-    from recnarr.evaluation.report import log_eval_run
+    from recnarr.evaluation.tracking import log_eval_run
 
     flat = {f"{k}.{m}": v for k, e in results["systems"].items() for m, v in e.get("metrics", {}).items()
             if isinstance(v, int | float) and not isinstance(v, bool)}

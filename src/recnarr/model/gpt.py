@@ -3,7 +3,7 @@
 References: GPT-2 (Radford et al. 2019: pre-LayerNorm blocks, learned positions, residual
 projections initialised with std 0.02/sqrt(2 * n_layer)), nanoGPT (the layout), PaLM appendix B
 (the FLOPs-per-token estimate used for MFU). Parameter names are GPT-2's, so the weights map 1:1
-onto `transformers.GPT2LMHeadModel` (`recnarr.model.checkpoint.export_hf`); the only difference is
+onto `transformers.GPT2LMHeadModel` (`recnarr.model.hf.export_hf`); the only difference is
 that GPT-2 stores its projections as `Conv1D`, i.e. transposed relative to our `nn.Linear`.
 
 The model knows nothing about training, serving or configuration files. Generation lives in
