@@ -12,7 +12,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-from recnarr.config import ConfigError, load_config
+from recnarr.config import FINETUNE_METHODS, QUANT_MODES, STYLES, ConfigError, load_config
 
 
 @dataclass
@@ -83,7 +83,7 @@ COMMANDS: list[Command] = [
             [opt("--resume", action="store_true", help="require <run>/finetune/<method>/last (a rerun continues it "
                  "anyway)"),
              FRESH,
-             opt("--method", default=None, choices=["lora", "qlora", "full"], help="default: finetune.method"),
+             opt("--method", default=None, choices=FINETUNE_METHODS, help="default: finetune.method"),
              opt("--base", default=None, help="base checkpoint (default: <run>/pretrain/best, else last)"),
              opt("--from-scratch", dest="from_scratch", action="store_true",
                  help="random initial weights (the no-pretraining baseline; method=full)"),
@@ -92,7 +92,7 @@ COMMANDS: list[Command] = [
              opt("--out", default=None, help="output folder (default: <run>/finetune/<method>)")]),
     Command("merge", "fold a fine-tuned adapter into its full-precision base -> <run>/serving/merged",
             "recnarr.training.finetune:merge",
-            [opt("--method", default=None, choices=["lora", "qlora", "full"],
+            [opt("--method", default=None, choices=FINETUNE_METHODS,
                  help="which <run>/finetune/<method>/best (else last) (default: finetune.method)"),
              opt("--adapter", default=None, help="an adapter (or full checkpoint) folder instead"),
              opt("--base", default=None, help="base checkpoint (default: the one the adapter's meta.json names)"),
@@ -100,7 +100,7 @@ COMMANDS: list[Command] = [
     Command("quantize", "quantize the serving model, save <run>/serving/<mode>/, print size/speed/quality table",
             "recnarr.evaluation.quantization:quantize_command",
             [opt("--checkpoint", default=None, help="full-precision checkpoint (default: <run>/serving/merged)"),
-             opt("--modes", nargs="*", default=None, choices=["none", "bf16", "int8", "int4", "nf4"],
+             opt("--modes", nargs="*", default=None, choices=QUANT_MODES,
                  help="modes to write and measure (default: quantize.modes)"),
              opt("--out", default=None, help="parent folder of the <mode>/ folders (default: <run>/serving)")]),
     Command("pipeline", "run every stage end to end, skipping stages whose inputs are unchanged",
@@ -120,7 +120,7 @@ COMMANDS: list[Command] = [
             [opt("--host", default=None, help="bind address (default: serve.host)"),
              opt("--port", type=int, default=None, help="port (default: serve.port)"),
              opt("--checkpoint", default=None, help="model folder (default: the run's serving model)"),
-             opt("--mode", default=None, choices=["none", "bf16", "int8", "int4", "nf4"],
+             opt("--mode", default=None, choices=QUANT_MODES,
                  help="quantization (default: quantize.mode)"),
              opt("--backend", default=None, choices=["torch", "llamacpp"],
                  help="llamacpp: serve a GGUF file (--checkpoint FILE.gguf, else <run>/export/gguf, else shipped)")]),
@@ -146,7 +146,7 @@ COMMANDS: list[Command] = [
              opt("--server", default=None, help="service URL (default: http://serve.host:serve.port)"),
              opt("--gguf", default=None, help="GGUF file (default: <run>/export/gguf, else the shipped one)"),
              opt("-n", dest="n", type=int, default=3, help="candidates to ask for"),
-             opt("--style", default="warm", choices=["warm", "concise", "premium"]),
+             opt("--style", default="warm", choices=STYLES),
              opt("--backend", default="llamacpp", choices=["llamacpp", "torch"],
                  help="torch: the run's serving model instead of a GGUF file")]),
     Command("demo-ui", "run the Streamlit demo, an HTTP client of the API (start `recnarr serve` first)",

@@ -19,6 +19,11 @@ from omegaconf.errors import ConfigKeyError, ValidationError
 
 from recnarr.model.gpt import GPTConfig
 
+# the closed choices, listed once (the CLI's choices, settings and stages import them from here)
+QUANT_MODES = ("none", "bf16", "int8", "int4", "nf4")  # recnarr.model.quantize
+STYLES = ("warm", "concise", "premium")  # a narrative's tone
+FINETUNE_METHODS = ("lora", "qlora", "full")
+
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 
 
@@ -185,7 +190,7 @@ class NarrativeConfig:
 
     pairs_per_user: int = 4
     max_history: int = 4  # past purchases shown in the prompt
-    tones: list[str] = field(default_factory=lambda: ["warm", "concise", "premium"])
+    tones: list[str] = field(default_factory=lambda: list(STYLES))
     heldout_product_fraction: float = 0.1  # products never seen in fine-tuning (test)
     max_users: int | None = None
     seed: int = 1337
@@ -199,7 +204,7 @@ class QuantizeConfig:
     mode: str = "int8"  # none | bf16 | int8 | int4 | nf4: what the generator serves
     group_size: int = 32  # int4: weights per (scale, zero) group along the input dimension
     # `recnarr quantize`: every mode written to <run>/serving/<mode>/ and measured in the table
-    modes: list[str] = field(default_factory=lambda: ["none", "bf16", "int8", "int4", "nf4"])
+    modes: list[str] = field(default_factory=lambda: list(QUANT_MODES))
     bench_prompt_tokens: int = 200
     bench_new_tokens: int = 120
     bench_repeats: int = 3  # decode timing: best of this many runs

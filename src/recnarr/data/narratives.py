@@ -14,12 +14,13 @@ from __future__ import annotations
 import random
 from dataclasses import asdict, dataclass
 
+from recnarr.config import STYLES
 from recnarr.data.claims import MIN_SUPPORT, Pair, money, month_year, relation, slot_values
 from recnarr.data.schema import CATEGORY_SEP, Product
 
 PROMPT_END = "### narrative:\n"
 END_OF_NARRATIVE = "<|endoftext|>"
-TONES = ("warm", "concise", "premium")
+TONES = STYLES
 
 
 @dataclass

@@ -14,10 +14,9 @@ from typing import Any
 import torch
 
 from recnarr.data.narratives import NarrativeRecord
+from recnarr.data.tokenizer import EOT_ID
 from recnarr.inference.engine import Engine, SamplingParams
 from recnarr.inference.grounding import ground
-
-EOT_ID = 50256
 
 
 def grounding_pass_rate(model: torch.nn.Module, examples: Sequence[dict], tokenizer: Any,

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from recnarr.config import GenerationConfig, RunConfig
+from recnarr.config import STYLES, GenerationConfig, RunConfig
 from recnarr.data.claims import fill, slot_values
 from recnarr.data.narratives import END_OF_NARRATIVE, NarrativeRecord, format_prompt
 from recnarr.data.schema import Dataset, Product
@@ -30,8 +30,6 @@ from recnarr.inference.engine import Engine, SamplingParams, Session
 from recnarr.inference.grounding import Citation, ground
 from recnarr.inference.records import RecordBuilder
 from recnarr.retrieval.recommender import Filters, Recommender
-
-STYLES = ("warm", "concise", "premium")
 
 
 @dataclass

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from safetensors.torch import save_file
 
+from recnarr.data.tokenizer import EOT_ID
 from recnarr.model.checkpoint import (
     CONFIG_FILE,
     MODEL_FILE,
@@ -58,8 +59,8 @@ def hf_config(cfg: GPTConfig) -> dict[str, Any]:
         "scale_attn_by_inverse_layer_idx": False,
         "reorder_and_upcast_attn": False,
         "tie_word_embeddings": True,
-        "bos_token_id": 50256,
-        "eos_token_id": 50256,
+        "bos_token_id": EOT_ID,
+        "eos_token_id": EOT_ID,
         "torch_dtype": "float32",
     }
 
@@ -82,7 +83,7 @@ def export_hf(ckpt: str | os.PathLike | GPT, folder: str | os.PathLike) -> Path:
     save_file(tensors, str(out / MODEL_FILE), metadata={"format": "pt"})
     _write_json(out / CONFIG_FILE, hf_config(model.config))
     _write_json(out / "generation_config.json",
-                {"bos_token_id": 50256, "eos_token_id": 50256, "pad_token_id": 50256})
+                {"bos_token_id": EOT_ID, "eos_token_id": EOT_ID, "pad_token_id": EOT_ID})
     if model.config.vocab_size >= 50257:  # a GPT-2-vocabulary model (not a toy vocabulary)
         write_hf_tokenizer(out)
     return out

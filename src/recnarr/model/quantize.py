@@ -43,6 +43,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
+from recnarr.config import QUANT_MODES
 from recnarr.model.checkpoint import (
     CONFIG_FILE,
     META_FILE,
@@ -54,7 +55,7 @@ from recnarr.model.checkpoint import (
 )
 from recnarr.model.gpt import GPT
 
-MODES = ("none", "bf16", "int8", "int4", "nf4")
+MODES = QUANT_MODES
 QUANT_FILE = "quantization.json"
 FORMAT_VERSION = 1
 INT4_N_MULTIPLE = 16  # the CPU int4 kernel wants the output dimension in multiples of 16 (lm_head is padded)

@@ -17,7 +17,9 @@ from typing import Annotated, Any
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-QUANTIZE_MODES = ("none", "bf16", "int8", "int4", "nf4")
+from recnarr.config import QUANT_MODES
+
+QUANTIZE_MODES = QUANT_MODES  # the settings' name for them
 
 log = logging.getLogger("recnarr.serving")
 

@@ -43,7 +43,7 @@ from typing import Any
 import torch
 from omegaconf import OmegaConf
 
-from recnarr.config import RunConfig, TrainConfig, save_config, to_dict
+from recnarr.config import FINETUNE_METHODS, RunConfig, TrainConfig, save_config, to_dict
 from recnarr.data.examples import load_examples
 from recnarr.model import lora
 from recnarr.model.checkpoint import load_model, read_config, read_meta, save_checkpoint
@@ -54,7 +54,7 @@ from recnarr.training.stages import file_sha256
 from recnarr.training.tracking import make_tracker
 from recnarr.training.trainer import Trainer, TrainResult, dist_env, git_commit
 
-METHODS = ("lora", "qlora", "full")
+METHODS = FINETUNE_METHODS
 
 
 def base_checkpoint(cfg: RunConfig, base: str | Path | None = None) -> Path:

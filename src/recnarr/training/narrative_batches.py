@@ -26,9 +26,9 @@ from typing import Any, Protocol
 import torch
 
 from recnarr.data.narratives import END_OF_NARRATIVE
+from recnarr.data.tokenizer import EOT_ID  # <|endoftext|>: END_OF_NARRATIVE
 from recnarr.training.trainer import Batch
 
-EOT_ID = 50256  # <|endoftext|> in GPT-2's vocabulary (END_OF_NARRATIVE)
 IGNORE = -100  # cross-entropy's ignore_index
 
 

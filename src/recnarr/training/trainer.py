@@ -39,6 +39,8 @@ from recnarr.config import TrainConfig
 from recnarr.model.checkpoint import load_trainer_state, load_weights, read_meta, save_checkpoint
 from recnarr.training.tracking import Tracker
 
+RANK_SEED_STRIDE = 7919  # a prime: each DDP rank's seeds (data order, dropout) stay apart from the others'
+
 
 # ------------------------------------------------------------------ batches
 class Batch(NamedTuple):
@@ -79,7 +81,7 @@ class MemmapBatches:
         self.seed, self.rank = seed, rank
         self.train = self._open(train)
         self.val = self._open(val) if val is not None else None
-        self.generator = torch.Generator().manual_seed(seed + 7919 * rank)
+        self.generator = torch.Generator().manual_seed(seed + RANK_SEED_STRIDE * rank)
         self.served = 0
 
     def _open(self, path: str | os.PathLike) -> np.memmap:
@@ -105,7 +107,7 @@ class MemmapBatches:
     def val_batches(self) -> Iterator[Batch]:
         if self.val is None:
             return
-        g = torch.Generator().manual_seed(self.seed + 7919 * self.rank + 1)
+        g = torch.Generator().manual_seed(self.seed + RANK_SEED_STRIDE * self.rank + 1)
         for _ in range(self.val_iters):
             yield self._batch(self.val, g)
 
@@ -380,7 +382,7 @@ class Trainer:
             if self.env.is_main:
                 print(f"resume: checkpoint has {len(ranks)} ranks, this run {self.env.world_size}; "
                       "data positions and RNG are reseeded (not an exact continuation)")
-            torch.manual_seed(self.cfg.seed + 7919 * self.env.rank + self.step)
+            torch.manual_seed(self.cfg.seed + RANK_SEED_STRIDE * self.env.rank + self.step)
         self._resume_run_id = read_meta(folder).get("mlflow_run_id")  # continue the same MLflow run
 
     # ---------------------------------------------------------------- evaluation
@@ -416,7 +418,7 @@ class Trainer:
         if resume:
             self._resume(optimizer)
         else:
-            torch.manual_seed(cfg.seed + 7919 * env.rank)  # dropout etc.; the model was built before
+            torch.manual_seed(cfg.seed + RANK_SEED_STRIDE * env.rank)  # dropout etc.; the model was built before
         train_model: nn.Module = self.model
         if cfg.compile:
             train_model = torch.compile(train_model)
