@@ -282,8 +282,14 @@ class RunConfig:
     serve: ServeConfig = field(default_factory=ServeConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
+    @property
+    def layout(self):  # -> recnarr.layout.RunLayout (imported here: layout is a leaf module)
+        from recnarr.layout import RunLayout
+
+        return RunLayout(Path(self.run_dir))
+
     def stage_dir(self, stage: str) -> Path:
-        return Path(self.run_dir) / stage
+        return self.layout.stage(stage)
 
 
 def preset_path(preset: str) -> Path:

@@ -75,6 +75,7 @@ from recnarr.inference.grounding import (
     ground,
     verify,
 )
+from recnarr.layout import first_checkpoint
 
 RETRIEVAL_LINES = ("### attributes:", "### reason:", "### pairs with:")
 
@@ -142,13 +143,6 @@ class System:
     no_rag: bool = False
 
 
-def _first_checkpoint(folder: Path) -> Path | None:
-    for name in ("best", "last"):
-        if (folder / name / "config.json").is_file():
-            return folder / name
-    return None
-
-
 def _meta(folder: Path) -> dict[str, Any]:
     p = folder / "meta.json"
     return json.loads(p.read_text()) if p.is_file() else {}
@@ -162,13 +156,13 @@ def _fine_tuned_folders(cfg: RunConfig) -> dict[str, Path]:
     if (merged / "config.json").is_file():
         out["scratch" if _meta(merged).get("base") is None else "finetuned"] = merged
     if "finetuned" not in out:
-        path = _first_checkpoint(ft / cfg.finetune.method)
+        path = first_checkpoint(ft / cfg.finetune.method)
         if path is not None and _meta(path).get("base"):
             out["finetuned"] = path
     if "scratch" not in out:
         candidates = [ft / "scratch"] + sorted(p for p in ft.glob("*") if p.is_dir() and p.name != "scratch")
         for folder in candidates:
-            path = _first_checkpoint(folder)
+            path = first_checkpoint(folder)
             if path is not None and not _meta(path).get("base"):
                 out["scratch"] = path
                 break
@@ -205,7 +199,7 @@ def find_systems(cfg: RunConfig) -> list[System]:
         systems.append(System("finetuned", f"fine-tuned ({method})", source=str(ft), load=_loader(ft)))
     else:
         systems.append(System("finetuned", f"fine-tuned ({method})", "not run", note=ft_cmd))
-    pre = _first_checkpoint(cfg.stage_dir("pretrain"))
+    pre = first_checkpoint(cfg.stage_dir("pretrain"))
     if pre:
         systems.append(System("pretrained", "pretrained, no fine-tuning", source=str(pre), load=_loader(pre)))
     else:

@@ -149,7 +149,7 @@ IMPORT_FORMATS = {"hf": import_hf}
 
 def _default_checkpoint(cfg: Any) -> Path:
     """The fine-tuned model if the run has one, else the pretrained one."""
-    tried = [cfg.stage_dir("serving") / "merged", cfg.stage_dir("pretrain") / "best", cfg.stage_dir("pretrain") / "last"]
+    tried = cfg.layout.exportable()
     for path in tried:
         if path.is_dir():
             return path

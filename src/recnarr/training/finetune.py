@@ -64,10 +64,8 @@ def base_checkpoint(cfg: RunConfig, base: str | Path | None = None) -> Path:
         if not (path / "config.json").is_file():
             raise FileNotFoundError(f"--base {path}: not a checkpoint folder (no config.json)")
         return path
-    for name in ("best", "last"):
-        path = cfg.stage_dir("pretrain") / name
-        if (path / "config.json").is_file():
-            return path
+    if (path := cfg.layout.pretrained()) is not None:
+        return path
     raise FileNotFoundError(f"no pretrained checkpoint under {cfg.stage_dir('pretrain')}: run `recnarr pretrain`, "
                             "pass --base PATH, or --from-scratch for the no-pretraining baseline")
 
@@ -165,10 +163,8 @@ def finetune(cfg: RunConfig, resume: bool = False, fresh: bool = False, base: st
 
 # ------------------------------------------------------------------ merge
 def trained_folder(cfg: RunConfig, method: str) -> Path:
-    for name in ("best", "last"):
-        path = cfg.stage_dir("finetune") / method / name
-        if path.is_dir():
-            return path
+    if (path := cfg.layout.finetuned(method)) is not None:
+        return path
     raise FileNotFoundError(f"nothing fine-tuned under {cfg.stage_dir('finetune') / method}: run `recnarr finetune` "
                             f"(finetune.method={method}) or pass --adapter PATH")
 
