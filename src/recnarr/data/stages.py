@@ -85,7 +85,8 @@ def amazon_files(cfg: RunConfig) -> tuple[Path, Path]:
     d = cfg.data
     if d.catalog and d.interactions:
         return Path(d.catalog).expanduser(), Path(d.interactions).expanduser()
-    return amazon2023.find_files(amazon_folder(cfg, _amazon_category(cfg, None)), _amazon_category(cfg, None))
+    category = _amazon_category(cfg, None)
+    return amazon2023.find_files(amazon_folder(cfg, category), category)
 
 
 # ---------------------------------------------------------------- dataset

@@ -193,7 +193,7 @@ def run_ray(factory, folder: Path, users: str = "all", part_size: int = 256, see
     ids = select_users(dataset, users)[:limit]
     parts = _parts(ids, part_size)
     promote_staged(folder, parts)  # what a killed job finished writing
-    todo = _todo(folder, users, part_size, seed, n, limit, ids, versions)
+    todo = _todo(folder, users, part_size, seed, n, limit, ids, versions, len(parts))
     started = not ray.is_initialized()
     if started and todo:  # the workers import what the driver imports: pass its module path on
         ray.init(address=address, include_dashboard=False, log_to_driver=False,
@@ -240,7 +240,7 @@ def _parts(ids: list[str], part_size: int) -> list[list[str]]:
 
 
 def _todo(folder: Path, users: str, part_size: int, seed: int, n: int, limit: int | None, ids: list[str],
-          versions: dict[str, Any]) -> list[int]:
+          versions: dict[str, Any], n_parts: int) -> list[int]:
     """The parts not on disk yet; records the job's settings, and refuses a folder holding a batch of
     other settings."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -254,7 +254,6 @@ def _todo(folder: Path, users: str, part_size: int, seed: int, n: int, limit: in
             raise ValueError(f"{folder} holds a batch made with other settings ({', '.join(changed)}): "
                              "use another --out, or delete it to start over")
     manifest.write_text(json.dumps(settings, indent=2, default=str))
-    n_parts = len(_parts(ids, part_size))
     return [k for k in range(n_parts) if not (folder / f"part-{k:05d}.parquet").exists()]
 
 
@@ -263,4 +262,4 @@ def _plan(gen, folder: Path, users: str, part_size: int, seed: int, n: int,
     """The customers cut into parts in a fixed order, and the parts not on disk yet."""
     ids = select_users(gen.dataset, users)[:limit]
     parts = _parts(ids, part_size)
-    return parts, _todo(folder, users, part_size, seed, n, limit, ids, gen.versions)
+    return parts, _todo(folder, users, part_size, seed, n, limit, ids, gen.versions, len(parts))

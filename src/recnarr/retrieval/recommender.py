@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -119,8 +119,6 @@ class UnknownProductError(KeyError):
 def for_dataset(cfg: RetrievalConfig, dataset: str | None) -> RetrievalConfig:
     """The config with `per_dataset[dataset]`'s weights in place (each chosen on that dataset's validation
     split); unknown fields are an error, not a silent no-op."""
-    from dataclasses import fields, replace
-
     over = dict(cfg.per_dataset.get(dataset or "", {}))
     if not over:
         return cfg
