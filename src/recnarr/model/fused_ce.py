@@ -26,6 +26,11 @@ from torch import Tensor
 # beat 512 and 1024 by 5-10% (bigger products keep the matmul units busy) at a memory cost still far
 # below transformers' full logits + log-softmax + gradient.
 FUSED_CE_CHUNK = 2048
+# the vocabulary is padded to a multiple of this inside the products (zero rows, their logits -inf): MKL
+# runs (50304 x n x C) faster than the odd 50257. Measured on 2 cores, the loss's forward + backward at 2048
+# rows, best of 8 interleaved: C 512 fp32 2.53 -> 2.38 s, bf16 1.22 -> 1.10 s; C 256 fp32 unchanged, bf16
+# 0.85 -> 0.80 s. The padding rows never reach the loss or the gradients (tested).
+VOCAB_PAD = 64
 _UNDERFLOW = 1e-30  # a target probability below this is recomputed from the logits (loss > 69 nats)
 
 
@@ -47,6 +52,17 @@ def fused_linear_cross_entropy(h: Tensor, weight: Tensor, targets: Tensor, loss_
     return _FusedLinearCE.apply(h2, weight, t.clamp(min=0), keep, compute, need_h, need_w, chunk)
 
 
+def _padded(w: Tensor, dtype: torch.dtype) -> Tensor:
+    """w (V, C) as `dtype`, with zero rows added up to a multiple of VOCAB_PAD (one copy, as the cast is)."""
+    vp = -(-w.size(0) // VOCAB_PAD) * VOCAB_PAD
+    if vp == w.size(0):
+        return w.to(dtype)
+    out = w.new_empty((vp, w.size(1)), dtype=dtype)
+    out[: w.size(0)].copy_(w)
+    out[w.size(0):].zero_()
+    return out
+
+
 def _softmax_(p: Tensor) -> Tensor:
     """Softmax down the columns of p (V, n), in place. Measured on 2 cores (V 50257, n 2048): torch's
     dim-0 softmax wins in bf16 (0.16 s vs 0.21 s by hand) and loses in fp32 (0.33 s vs 0.22 s), where
@@ -63,7 +79,8 @@ class _FusedLinearCE(torch.autograd.Function):
     def forward(ctx, h: Tensor, w: Tensor, t: Tensor, keep: Tensor, compute: torch.dtype,  # type: ignore[override]
                 need_h: bool, need_w: bool, chunk: int) -> Tensor:
         with torch.autocast(h.device.type, enabled=False):
-            hc, wc = h.to(compute), w.to(compute)  # (N, C), (V, C)
+            V = w.size(0)
+            hc, wc = h.to(compute), _padded(w, compute)  # (N, C), (Vp, C) with zero rows past V
             inv = 1.0 / keep.sum().clamp(min=1).float()  # the mean over counted rows
             kept = keep.to(torch.float32)  # (N,) 0/1
             loss = torch.zeros((), dtype=torch.float32, device=h.device)
@@ -75,12 +92,14 @@ class _FusedLinearCE(torch.autograd.Function):
                 rows = torch.arange(e - s, device=h.device)
                 # vocabulary-major (V, n): MKL runs this product and the two gradient products below
                 # faster than the (n, V) orientation, and the softmax reduces down contiguous columns
-                p = _softmax_(wc @ hs.t())  # (V, n) logits, turned into probabilities in place
+                z = wc @ hs.t()  # (Vp, n) logits
+                z[V:] = float("-inf")  # the padding rows: probability 0
+                p = _softmax_(z)  # turned into probabilities in place
                 pt = p[ts, rows].float()  # (n,) probability of each target
                 nll = -pt.clamp(min=_UNDERFLOW).log()  # = logsumexp - target logit
                 low = (pt < _UNDERFLOW).nonzero().squeeze(1)
                 if low.numel():  # the rare far-off target: exact log-sum-exp from those rows' logits
-                    z = (hs[low] @ wc.t()).float()  # (k, V)
+                    z = (hs[low] @ wc[:V].t()).float()  # (k, V)
                     nll[low] = torch.logsumexp(z, dim=1) - z[low.new_tensor(range(low.numel())), ts[low]]
                 loss += (nll * ks).sum() * inv
                 # d loss / d logits = (softmax - onehot(target)) * kept / count; the one-hot and the row
@@ -94,7 +113,7 @@ class _FusedLinearCE(torch.autograd.Function):
                     grad_w = part if grad_w is None else grad_w.add_(part)
                     grad_w.index_add_(0, ts, hk.float(), alpha=-1.0)
             if grad_w is not None:
-                grad_w *= inv
+                grad_w = grad_w[:V].mul_(inv)
         ctx.save_for_backward(grad_h, grad_w)
         ctx.w_dtype = w.dtype
         return loss
