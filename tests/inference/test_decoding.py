@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from recnarr.inference.contract import Token
 from recnarr.inference.decoding import Grammar, State
 from recnarr.inference.engine import COMMIT, GO_ON, REJECT, Engine, SamplingParams
 from recnarr.model.gpt import GPT, GPTConfig
@@ -159,8 +160,8 @@ def test_shipped_model_streams_only_its_final_verified_text(shipped_gen):
     auditor = Auditor(shipped_gen.dataset)
     for seed, user in enumerate(["AA-10001", "BB-10002", "CC-10003", "DD-10004"] * 3):
         events = list(shipped_gen.stream(user_id=user, n=2, sampling={"seed": seed}))
-        streamed = "".join(e["text"] for e in events if e["type"] == "token")
-        n = events[-1]["result"].narrative
+        streamed = "".join(e.text for e in events if isinstance(e, Token))
+        n = events[-1].result.narrative
         assert streamed == n.text and n.verified, (seed, streamed, n.text)
         assert auditor.audit(n.text, n.product_id, user) == [], n.text
         assert not n.fallback or n.text.startswith("We recommend the ")

@@ -13,8 +13,9 @@ import pytest
 from retrieval_fixtures import random_catalog, random_cfg, random_interactions, small_dataset
 
 from recnarr.config import IndexConfig, RetrievalConfig
+from recnarr.data.schema import UnknownProduct
 from recnarr.retrieval.index import ProductIndex
-from recnarr.retrieval.recommender import Filters, InteractionStats, Recommender, UnknownProductError
+from recnarr.retrieval.recommender import Filters, InteractionStats, Recommender
 
 
 @pytest.fixture
@@ -136,7 +137,7 @@ def test_unknown_ids_raise_a_clear_key_error(rand_rec):
     rec, df, _, _ = rand_rec
     with pytest.raises(KeyError, match="unknown product id 'nope'"):
         rec.recommend([df["id"][0], "nope"])
-    with pytest.raises(UnknownProductError):
+    with pytest.raises(UnknownProduct):
         rec.recommend([("nope", datetime(2024, 1, 1))])
     with pytest.raises(KeyError, match="unknown user id"):
         rec.recommend(user_id="nobody")

@@ -9,6 +9,7 @@ import httpx
 import pytest
 from serving_helpers import Server, free_port
 
+from recnarr.inference.contract import Products, Token
 from recnarr.serving.ui import parse_sse
 
 pytestmark = pytest.mark.slow
@@ -66,11 +67,11 @@ class Slow:
         if not kwargs.get("narrate", True):
             yield from self.inner.stream(*args, **kwargs)
             return
-        yield {"type": "products", "products": [], "scores": [], "reasons": []}
+        yield Products([], [], [])
         for _ in range(200):
             time.sleep(0.02)
             self.produced += 1
-            yield {"type": "token", "text": " tick"}
+            yield Token(" tick")
         raise AssertionError("the stream should have been cancelled")
 
 

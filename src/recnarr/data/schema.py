@@ -20,6 +20,22 @@ CATEGORY_SEP = " > "
 EVENT_TYPES = ("purchase", "rating", "view", "cart")
 
 
+class UnknownId(KeyError):
+    """An id the run's data does not hold. A KeyError, typed so that callers (the API's 404) match the
+    class, not the message."""
+
+    def __str__(self) -> str:  # KeyError's default repr-quotes the message
+        return str(self.args[0])
+
+
+class UnknownUser(UnknownId):
+    pass
+
+
+class UnknownProduct(UnknownId):
+    pass
+
+
 @dataclass
 class Product:
     id: str
@@ -101,13 +117,13 @@ class Dataset:
     def product(self, product_id: str) -> Product:
         row = self.products.loc[self.products["id"] == product_id]
         if row.empty:
-            raise KeyError(f"unknown product id {product_id!r}")
+            raise UnknownProduct(f"unknown product id {product_id!r}")
         return product_from_row(row.iloc[0])
 
     def user(self, user_id: str) -> User:
         row = self.users.loc[self.users["id"] == user_id]
         if row.empty:
-            raise KeyError(f"unknown user id {user_id!r}")
+            raise UnknownUser(f"unknown user id {user_id!r}")
         return user_from_row(row.iloc[0])
 
     def history(self, user_id: str, split: str | None = None) -> pd.DataFrame:

@@ -52,13 +52,13 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from recnarr.config import RunConfig
-from recnarr.data.schema import Dataset
+from recnarr.data.schema import Dataset, UnknownUser
 from recnarr.evaluation import metrics
 from recnarr.evaluation.retrieval import (
     EvalCase,
@@ -68,6 +68,9 @@ from recnarr.evaluation.retrieval import (
     recall_at_k,
     retriever_ranker,
 )
+
+if TYPE_CHECKING:  # the generator's internals the swap replaces (users table, names), not just the Narrator seam
+    from recnarr.inference.generator import NarrativeGenerator
 
 # (display name, gender the name is commonly read as, origin the name is commonly read as)
 NAMES: list[tuple[str, str, str]] = [
@@ -112,7 +115,7 @@ class Swap:
 def _get(users: pd.DataFrame, user_id: str, fld: str) -> Any:
     row = users.loc[users["id"].astype(str) == str(user_id)]
     if row.empty:
-        raise KeyError(f"unknown user id {user_id!r}")
+        raise UnknownUser(f"unknown user id {user_id!r}")
     if fld.startswith("demographics."):
         return (row.iloc[0]["demographics"] or {}).get(fld.split(".", 1)[1])
     return row.iloc[0][fld]
@@ -188,7 +191,7 @@ def swaps_for(users: pd.DataFrame, user_id: str) -> list[Swap]:
 
 
 @contextmanager
-def swapped(gen: Any, user_id: str, swap: Swap) -> Iterator[pd.DataFrame]:
+def swapped(gen: NarrativeGenerator, user_id: str, swap: Swap) -> Iterator[pd.DataFrame]:
     """The generator sees the swapped users table inside the block, and its own table again after it.
     Refuses to run a swap that changes anything but the one attribute it names."""
     before = gen.dataset.users
@@ -272,7 +275,7 @@ def _user_values(users: pd.DataFrame, user_id: str) -> list[Any]:
     return list((_get(users, user_id, "demographics") or {}).values())
 
 
-def counterfactual_user(gen: Any, user_id: str, k: int, seed: int, narrate: bool,
+def counterfactual_user(gen: NarrativeGenerator, user_id: str, k: int, seed: int, narrate: bool,
                         cuts: tuple[float, float] | None) -> dict[str, Any]:
     """The user as they are, then under every swap of `swaps_for`: products, tier, tone, mentions."""
 

@@ -2,7 +2,7 @@
 
 Data: `<run>/narratives/test.jsonl` (users unseen in fine-tuning, candidate products held out of it), the
 first `eval.narrative_examples` examples. Every system narrates the same records, through the generator
-that serves (`NarrativeGenerator._narrate`: prompt -> grammar-guided decoding -> sentence checks -> fallback),
+that serves (`NarrativeGenerator.narrate`: prompt -> grammar-guided decoding -> sentence checks -> fallback),
 sampling as configured in `generation` with seed `eval.seed + i` for example i (the same for every system).
 
 Systems (rows). A system whose artifacts are missing stays in the table as "not run", with the command
@@ -273,15 +273,9 @@ class NoRagEngine:
 def narrate(gen: NarrativeGenerator, rec: NarrativeRecord, sampling: dict[str, Any]) -> dict[str, Any]:
     """One narrative through the generator's own loop. `raw` is what the model wrote under the grammar
     (left-out sentences included): what constrained decoding alone, without sentence checks, would show."""
-    timings, tokens = {"generate": 0.0, "verify": 0.0}, {"prompt": 0, "generated": 0}
+    tokens = {"prompt": 0, "generated": 0}
     t0 = time.perf_counter()
-    steps = gen._narrate(rec, sampling, timings, tokens, False)
-    while True:
-        try:
-            next(steps)
-        except StopIteration as stop:
-            narrative = stop.value
-            break
+    narrative = gen.narrate(rec, sampling, tokens)
     latency = time.perf_counter() - t0
     return {"raw": narrative.written or narrative.text, "narrative": narrative, "latency_s": latency,
             "prompt_tokens": tokens["prompt"], "generated_tokens": tokens["generated"]}

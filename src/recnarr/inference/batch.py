@@ -33,6 +33,7 @@ from typing import Any
 import pandas as pd
 
 from recnarr.config import RunConfig, save_config
+from recnarr.inference.contract import Final, Narrator, Tick
 
 COLUMNS = ["user_id", "seed", "product_ids", "products", "narrative", "verified", "fallback", "narrated_product",
            "citations", "errors", "timings", "versions"]
@@ -80,7 +81,7 @@ def row_of(user_id: str, seed: int, result) -> dict[str, Any]:
             "versions": json.dumps(result.versions, default=str)}
 
 
-def narrate_part(gen, users: list[str], seed: int, n: int) -> list[dict[str, Any]]:
+def narrate_part(gen: Narrator, users: list[str], seed: int, n: int) -> list[dict[str, Any]]:
     """Every customer of `users` through one batched session: each stream runs to its next decode step,
     then one `step()` decodes a token for all of them."""
     seeds = {u: user_seed(seed, u) for u in users}
@@ -89,17 +90,17 @@ def narrate_part(gen, users: list[str], seed: int, n: int) -> list[dict[str, Any
     while streams:
         for u in list(streams):
             for event in streams[u]:
-                if event["type"] == "tick":
+                if isinstance(event, Tick):
                     break
-                if event["type"] == "final":
-                    rows[u] = row_of(u, seeds[u], event["result"])
+                if isinstance(event, Final):
+                    rows[u] = row_of(u, seeds[u], event.result)
             else:
                 del streams[u]
         gen.step()
     return [rows[u] for u in users]
 
 
-def write_part(gen, folder: Path, k: int, users: list[str], seed: int, n: int) -> None:
+def write_part(gen: Narrator, folder: Path, k: int, users: list[str], seed: int, n: int) -> None:
     """Part k: its customers narrated, then written to a hidden temporary file and renamed into place
     (atomic: a reader of the folder, or a rerun, never sees a half-written part)."""
     path = folder / f"part-{k:05d}.parquet"
@@ -214,7 +215,7 @@ def run_ray(factory, folder: Path, users: str = "all", part_size: int = 256, see
     return folder
 
 
-def run_batch(gen, folder: Path, users: str = "all", part_size: int = 256, seed: int = 0, n: int = 3,
+def run_batch(gen: Narrator, folder: Path, users: str = "all", part_size: int = 256, seed: int = 0, n: int = 3,
               limit: int | None = None) -> Path:
     """The batch over a loaded generator: parts already in `folder` are kept, the rest written."""
     parts, todo = _plan(gen, folder, users, part_size, seed, n, limit)
@@ -257,7 +258,7 @@ def _todo(folder: Path, users: str, part_size: int, seed: int, n: int, limit: in
     return [k for k in range(n_parts) if not (folder / f"part-{k:05d}.parquet").exists()]
 
 
-def _plan(gen, folder: Path, users: str, part_size: int, seed: int, n: int,
+def _plan(gen: Narrator, folder: Path, users: str, part_size: int, seed: int, n: int,
           limit: int | None) -> tuple[list[list[str]], list[int]]:
     """The customers cut into parts in a fixed order, and the parts not on disk yet."""
     ids = select_users(gen.dataset, users)[:limit]

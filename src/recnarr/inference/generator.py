@@ -8,7 +8,7 @@ then left out. Only verified text is streamed, so the stream is the final narrat
 sentence names the product, a plain factual narrative is returned instead, flagged `fallback=True`.
 
 Requests share one engine session (continuous batching): `stream(..., cooperative=True)` adds its
-row and yields a `tick` event whenever it needs a decode step, and the caller (the serving worker)
+row and yields a `Tick` event whenever it needs a decode step, and the caller (the serving worker)
 steps the session once for every request in flight. Nothing about an anonymous caller is stored.
 """
 
@@ -17,46 +17,20 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 from recnarr.config import STYLES, GenerationConfig, RunConfig
 from recnarr.data.claims import fill, slot_values
 from recnarr.data.narratives import END_OF_NARRATIVE, NarrativeRecord, format_prompt
-from recnarr.data.schema import Dataset, Product
+from recnarr.data.schema import Dataset
+from recnarr.inference.contract import Event, Final, Narrative, Products, Result, Tick, Token
 from recnarr.inference.decoding import NarrativeGuide, TokenTable
 from recnarr.inference.engine import Engine, SamplingParams, Session
-from recnarr.inference.grounding import Citation, ground
+from recnarr.inference.grounding import ground
 from recnarr.inference.records import RecordBuilder
 from recnarr.retrieval.recommender import Filters, Recommender
-
-
-@dataclass
-class Narrative:
-    text: str  # what the user sees: slots filled, verified (or the flagged fallback)
-    verified: bool
-    fallback: bool
-    attempts: int
-    product_id: str
-    slotted: str = ""  # the model's raw output, slots unfilled
-    errors: list[str] = field(default_factory=list)  # verifier errors of the last failed attempt
-    citations: list[Citation] = field(default_factory=list)
-    written: str = ""  # everything the model wrote under the grammar, filled, left-out sentences included
-
-
-@dataclass
-class Result:
-    products: list[Product]
-    scores: list[float]
-    reasons: list[list[dict]]
-    narrative: Narrative | None
-    timings: dict[str, float]  # seconds: retrieval, prefill+decode (generate), verify, total
-    tokens: dict[str, int]  # prompt and generated tokens of the accepted attempt
-    versions: dict[str, Any]
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def fallback_text(rec: NarrativeRecord) -> str:
@@ -76,7 +50,7 @@ def fallback_text(rec: NarrativeRecord) -> str:
 
 class NarrativeGenerator:
     """Loaded once; `recommend` and `stream` serve requests. Thread-safe: one thread steps the shared
-    session at a time (the serving worker is that one thread)."""
+    session at a time (the serving worker is that one thread). Implements `contract.Narrator`."""
 
     def __init__(self, dataset: Dataset, recommender: Recommender, engine: Engine,
                  gen: GenerationConfig | None = None, versions: dict[str, Any] | None = None,
@@ -90,6 +64,10 @@ class NarrativeGenerator:
         self.max_batch = max_batch
         self._session: Session | None = None
         self._lock = threading.RLock()  # the session is shared: one thread steps it at a time
+
+    @property
+    def block_size(self) -> int:
+        return self.engine.config.block_size
 
     def warm_up(self) -> None:
         """Load now what the first request would otherwise wait for: the text embedding model (seconds,
@@ -129,7 +107,7 @@ class NarrativeGenerator:
     def _prompt(self, rec: NarrativeRecord, params: SamplingParams) -> tuple[str, SamplingParams]:
         """The prompt, dropping the oldest history lines until it fits the block with room to write;
         if even the bare prompt leaves less room than asked, max_new_tokens shrinks to what fits."""
-        block = self.engine.config.block_size
+        block = self.block_size
         while True:
             prompt = format_prompt(rec)
             n = len(self.engine.tokenizer.encode(prompt))
@@ -159,16 +137,16 @@ class NarrativeGenerator:
                   text: str | None = None, filters: Filters | None = None, n: int = 3, style: str = "warm",
                   sampling: dict[str, Any] | None = None, narrate: bool = True) -> Result:
         events = list(self.stream(user_id, history, text, filters, n, style, sampling, narrate))
-        return events[-1]["result"]
+        return events[-1].result
 
     def stream(self, user_id: str | None = None, history: Sequence[str | tuple[str, Any]] | None = None,
                text: str | None = None, filters: Filters | None = None, n: int = 3, style: str = "warm",
                sampling: dict[str, Any] | None = None, narrate: bool = True,
-               cooperative: bool = False) -> Iterator[dict[str, Any]]:
-        """Events: {"type": "products"}, then {"type": "token", "text"} pieces of verified text, then
-        {"type": "final", "result"}. The token pieces join to the final narrative's text, exactly.
-        cooperative: yield {"type": "tick"} where a decode step is needed and leave the stepping to the
-        caller (`step`), so that many requests decode in one batch."""
+               cooperative: bool = False) -> Iterator[Event]:
+        """Events (`contract`): `Products`, then `Token` pieces of verified text, then `Final`. The token
+        pieces join to the final narrative's text, exactly. cooperative: yield `Tick` where a decode
+        step is needed and leave the stepping to the caller (`step`), so that many requests decode in
+        one batch."""
         if style not in STYLES:
             raise ValueError(f"style must be one of {STYLES}, got {style!r}")
         t0 = time.perf_counter()
@@ -176,8 +154,7 @@ class NarrativeGenerator:
         t_retrieval = time.perf_counter() - t0
         products = [r.product for r in recs]
         reasons = [[asdict(x) for x in r.reasons] for r in recs]
-        yield {"type": "products", "products": [asdict(p) for p in products], "scores": [r.score for r in recs],
-               "reasons": reasons}
+        yield Products([asdict(p) for p in products], [r.score for r in recs], reasons)
         timings = {"retrieval": t_retrieval, "generate": 0.0, "verify": 0.0}
         tokens = {"prompt": 0, "generated": 0}
         narrative = None
@@ -187,12 +164,14 @@ class NarrativeGenerator:
                                       user_id, top.reasons[0].product_id if top.reasons else None, style)
             narrative = yield from self._narrate(rec, sampling, timings, tokens, cooperative)
         timings["total"] = time.perf_counter() - t0
-        yield {"type": "final", "result": Result(products, [r.score for r in recs], reasons, narrative, timings,
-                                                 tokens, self.versions)}
+        yield Final(Result(products, [r.score for r in recs], reasons, narrative, timings, tokens, self.versions))
 
-    def narrate(self, rec: NarrativeRecord, sampling: dict[str, Any] | None = None) -> Narrative:
-        """The narrative for one record, decoded to its end (batch jobs and audits call this)."""
-        steps = self._narrate(rec, sampling, {"generate": 0.0, "verify": 0.0}, {}, False)
+    def narrate(self, rec: NarrativeRecord, sampling: dict[str, Any] | None = None,
+                tokens: dict[str, int] | None = None) -> Narrative:
+        """The narrative for one record, decoded to its end (evaluation and audits call this).
+        `tokens`, when given, receives the prompt and generated token counts."""
+        steps = self._narrate(rec, sampling, {"generate": 0.0, "verify": 0.0}, {} if tokens is None else tokens,
+                              False)
         while True:
             try:
                 next(steps)
@@ -209,12 +188,12 @@ class NarrativeGenerator:
         try:
             while row.finish_reason is None:
                 if cooperative:
-                    yield {"type": "tick"}
+                    yield Tick()
                 else:
                     self.step()
                 piece = guide.take()
                 if piece:
-                    yield {"type": "token", "text": piece}
+                    yield Token(piece)
         finally:
             if row.finish_reason is None:  # the caller left early: free the row's place
                 with self._lock:
@@ -232,7 +211,7 @@ class NarrativeGenerator:
             return Narrative(check.text, True, False, attempts, rec.product.id, guide.accepted, errors,
                              check.citations, written)
         fb = ground(fallback_text(rec), rec)
-        yield {"type": "token", "text": fb.text}  # nothing was streamed: no verified sentence named the product
+        yield Token(fb.text)  # nothing was streamed: no verified sentence named the product
         return Narrative(fb.text, fb.ok, True, attempts, rec.product.id, guide.accepted,
                          errors or (check.errors if check else ["no verified sentence names the product"]),
                          fb.citations, written)

@@ -28,8 +28,9 @@ import pandas as pd
 
 from recnarr.config import RunConfig
 from recnarr.data.schema import Dataset, Product
+from recnarr.inference.contract import Result
 from recnarr.inference.engine import Engine
-from recnarr.inference.generator import NarrativeGenerator, Result
+from recnarr.inference.generator import NarrativeGenerator
 from recnarr.retrieval.recommender import Filters, Reason, Recommendation
 
 PRODUCT_FIELDS = [f.name for f in fields(Product)]

@@ -15,7 +15,7 @@ import pandas as pd
 
 from recnarr.data.claims import MIN_SUPPORT, Pair, bought_together
 from recnarr.data.narratives import HistoryItem, NarrativeRecord
-from recnarr.data.schema import Dataset, Product, product_from_row
+from recnarr.data.schema import Dataset, Product, UnknownProduct, UnknownUser, product_from_row
 
 
 def user_names(users: pd.DataFrame) -> dict[str, str]:
@@ -38,14 +38,14 @@ class RecordBuilder:
 
     def product(self, pid: str) -> Product:
         if pid not in self.products:
-            raise KeyError(f"unknown product id {pid!r}")
+            raise UnknownProduct(f"unknown product id {pid!r}")
         return product_from_row(self.products[pid])
 
     def customer_history(self, user_id: str) -> list[tuple[str, Any, str]]:
         """All of a customer's interactions, oldest first: (product id, timestamp, event)."""
         rows = self.interactions[self.interactions["user_id"].astype(str) == str(user_id)]
         if rows.empty and str(user_id) not in self.names:
-            raise KeyError(f"unknown user id {user_id!r}")
+            raise UnknownUser(f"unknown user id {user_id!r}")
         return list(zip(rows["product_id"].astype(str), rows["timestamp"], rows["event"], strict=True))
 
     def history_items(self, history: Sequence[tuple[str, Any]], user_id: str | None = None,

@@ -45,7 +45,7 @@ import numpy as np
 import pandas as pd
 
 from recnarr.config import IndexConfig
-from recnarr.data.schema import PRODUCT_COLUMNS, Dataset, Product, product_from_row
+from recnarr.data.schema import PRODUCT_COLUMNS, Dataset, Product, UnknownProduct, product_from_row
 from recnarr.retrieval.embedder import (
     EmbeddingCache,
     embed_products,
@@ -230,7 +230,7 @@ class ProductIndex:
         try:
             return self._row[product_id]
         except KeyError:
-            raise KeyError(f"unknown product id {product_id!r}: not in the index ({len(self)} products)") from None
+            raise UnknownProduct(f"unknown product id {product_id!r}: not in the index ({len(self)} products)") from None
 
     def rows_of(self, product_ids: Iterable[str]) -> np.ndarray:
         return np.array([self.row_of(p) for p in product_ids], dtype=np.int64)

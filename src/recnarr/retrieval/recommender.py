@@ -55,7 +55,7 @@ import pandas as pd
 from scipy import sparse
 
 from recnarr.config import RetrievalConfig
-from recnarr.data.schema import Dataset, Product
+from recnarr.data.schema import Dataset, Product, UnknownProduct, UnknownUser
 from recnarr.retrieval.collaborative import EASE, SequentialRules
 from recnarr.retrieval.embedder import embed_texts
 from recnarr.retrieval.index import ProductIndex
@@ -107,13 +107,6 @@ class Recommendation:
     @property
     def copurchased(self) -> bool:
         return any(r.copurchase_count > 0 for r in self.reasons)
-
-
-class UnknownProductError(KeyError):
-    """A product id that is not in the index."""
-
-    def __str__(self) -> str:  # KeyError's default repr-quotes the message
-        return str(self.args[0])
 
 
 def for_dataset(cfg: RetrievalConfig, dataset: str | None) -> RetrievalConfig:
@@ -259,7 +252,7 @@ class Recommender:
         """A known user's positive interactions (all splits), oldest first, as (product id, timestamp)."""
         h = self._positives[self._positives["user_id"] == user_id].sort_values("timestamp", kind="stable")
         if h.empty and not (self._interactions["user_id"] == user_id).any():
-            raise KeyError(f"unknown user id {user_id!r}")
+            raise UnknownUser(f"unknown user id {user_id!r}")
         return list(zip(h["product_id"], h["timestamp"], strict=True))
 
     def seen(self, user_id: str) -> set[str]:
@@ -278,7 +271,7 @@ class Recommender:
         return path is not None and len(path) > 0 and str(path[-1]).lower() in self._rebuy
 
     def resolve_history(self, history: Sequence[HistoryItem]) -> tuple[list[str], list[pd.Timestamp | None]]:
-        """Product ids and UTC timestamps (None where not given); unknown ids raise UnknownProductError."""
+        """Product ids and UTC timestamps (None where not given); unknown ids raise UnknownProduct."""
         if isinstance(history, str):
             raise TypeError("history is a list of product ids or (product id, timestamp) pairs; "
                             "pass a user id as user_id=")
@@ -287,7 +280,7 @@ class Recommender:
         for item in history:
             pid, ts = (item, None) if isinstance(item, str) else (item[0], item[1])
             if pid not in self.index:
-                raise UnknownProductError(f"unknown product id {pid!r} in the history: not in the index "
+                raise UnknownProduct(f"unknown product id {pid!r} in the history: not in the index "
                                           f"({len(self.index)} products, checksum {self.index.checksum})")
             ids.append(str(pid))
             times.append(_to_timestamp(ts))
@@ -333,7 +326,7 @@ class Recommender:
         history: product ids, or (product id, timestamp) pairs (anonymous mode: no user id needed).
         user_id: a known user; their positive interactions are the history (added to `history` if both).
         With neither history nor text, the most popular products that pass the filters are returned.
-        Raises `UnknownProductError` (a KeyError) for a history product that is not in the index.
+        Raises `UnknownProduct` (a KeyError) for a history product that is not in the index.
         """
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")

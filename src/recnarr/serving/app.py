@@ -29,6 +29,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from recnarr import __version__
+from recnarr.inference.contract import Narrator
 from recnarr.serving.body_limit import BodyLimitMiddleware
 from recnarr.serving.deps import API_KEY_HEADER, ApiKeyDep, ServiceState
 from recnarr.serving.metrics import Metrics, MetricsMiddleware
@@ -52,8 +53,10 @@ def generator_loader(settings: Settings, cfg: Any = None) -> Callable[[], Any]:
 
             run_cfg = cfg if cfg is not None else load_config(settings.preset, settings.config_overrides())
             gen = load_generator(run_cfg, settings.checkpoint, settings.quantize)
-        if hasattr(gen, "warm_up"):  # embedding model and first forward pass: not the first customer's wait
-            gen.warm_up()
+        if not isinstance(gen, Narrator):
+            raise TypeError(f"{settings.generator_factory or 'load_generator'} returned a "
+                            f"{type(gen).__name__}, not a recnarr.inference.contract.Narrator")
+        gen.warm_up()  # embedding model and first forward pass: not the first customer's wait
         return gen
 
     return load

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 from fastapi import Depends, HTTPException, Request, Security
 from fastapi.security import APIKeyHeader
 
+from recnarr.inference.contract import Narrator
 from recnarr.serving.catalog import Catalog
 from recnarr.serving.metrics import Metrics
 from recnarr.serving.schemas import RecommendationRequest
@@ -78,7 +79,7 @@ def require_api_key(state: StateDep, key: Annotated[str | None, Security(_api_ke
 def job_source(req: RecommendationRequest):
     """What the model worker runs for a request: the generator's event stream (see generator.stream)."""
 
-    def source(generator: Any):
+    def source(generator: Narrator):
         from recnarr.retrieval.recommender import Filters
 
         sampling = req.sampling.model_dump(exclude_none=True)
@@ -87,7 +88,7 @@ def job_source(req: RecommendationRequest):
         return generator.stream(user_id=req.user_id, history=list(req.history), text=req.text,
                                 filters=Filters(**req.filters.model_dump()), n=req.n, style=req.style,
                                 sampling=sampling or None, narrate=req.narrate,
-                                cooperative=hasattr(generator, "step"))
+                                cooperative=True)
 
     return source
 

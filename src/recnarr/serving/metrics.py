@@ -164,7 +164,7 @@ class Metrics:
         self.gauges.append(Gauge(name, help, read))
 
     def observe_result(self, result: Any, queue_s: float) -> None:
-        """Record a generator Result (recnarr.inference.generator.Result)."""
+        """Record a generator Result (recnarr.inference.contract.Result)."""
         self.stage_seconds.observe(queue_s, stage="queue")
         for stage in ("retrieval", "generate", "verify", "total"):
             if stage in result.timings:

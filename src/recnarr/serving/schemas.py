@@ -151,7 +151,7 @@ def recommended(products: list[Any], scores: list[float], reasons: list[list[dic
 
 
 def response_of(result: Any, queue_s: float) -> RecommendationResponse:
-    """From a `recnarr.inference.generator.Result`."""
+    """From a `recnarr.inference.contract.Result`."""
     n = result.narrative
     narrative = None
     if n is not None:

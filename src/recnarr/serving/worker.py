@@ -33,9 +33,11 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from recnarr.inference.contract import Event, Narrator, Tick
+
 log = logging.getLogger("recnarr.serving")
 
-EventSource = Callable[[Any], Iterator[dict[str, Any]]]  # generator -> events
+EventSource = Callable[[Narrator], Iterator[Event]]  # generator -> events
 
 
 class NotReady(RuntimeError):
@@ -241,7 +243,7 @@ class ModelWorker:
             for event in events:
                 if job.cancelled.is_set():
                     return False
-                if event.get("type") == "tick":
+                if isinstance(event, Tick):
                     return True
                 job.emit("event", event)
             return False

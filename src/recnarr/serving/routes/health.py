@@ -39,9 +39,9 @@ def readyz(state: StateDep):  # sync: the first call builds the catalog view (pa
         return JSONResponse(body.model_dump(), status_code=503, headers={"Retry-After": "5"})
     catalog = state.catalog
     gen = worker.generator
-    versions = getattr(gen, "versions", {}) or {}
-    defaults = {k: getattr(gen.gen, k) for k in SAMPLING_FIELDS} if hasattr(gen, "gen") else {}
-    block = getattr(getattr(getattr(gen, "engine", None), "config", None), "block_size", None)
+    versions = gen.versions or {}
+    defaults = {k: getattr(gen.gen, k) for k in SAMPLING_FIELDS}
+    block = gen.block_size
     return Readiness(ready=True, state=worker.state, products=catalog.n_products, users=catalog.n_users,
                      queue_waiting=worker.queued, queue_max=worker.max_queue,
                      load_seconds=round(worker.load_seconds, 3) if worker.load_seconds is not None else None,

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from fastapi import APIRouter, HTTPException
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
-from recnarr.retrieval.recommender import UnknownProductError
+from recnarr.inference.contract import Final, Products, Token, UnknownProduct, UnknownUser
 from recnarr.serving.deps import JobDep, StateDep
 from recnarr.serving.schemas import RecommendationResponse, errors, recommended, response_of
 from recnarr.serving.worker import JobTimeout, NotReady
@@ -28,8 +28,8 @@ ERRORS = errors(400, 401, 404, 413, 415, 503, 504)
 
 def as_http_error(e: Exception) -> HTTPException | None:
     """The HTTP error a generation failure maps to (None: a bug, answered 500 and logged)."""
-    if isinstance(e, UnknownProductError) or (isinstance(e, KeyError) and "unknown user id" in str(e)):
-        return HTTPException(404, str(e).strip("'\""))
+    if isinstance(e, UnknownProduct | UnknownUser):
+        return HTTPException(404, str(e))
     if isinstance(e, ValueError):
         return HTTPException(422, str(e))
     if isinstance(e, NotReady):
@@ -45,8 +45,8 @@ async def recommend(job: JobDep, state: StateDep) -> RecommendationResponse:
     result = None
     try:
         async for event in job.stream():
-            if event["type"] == "final":
-                result = event["result"]
+            if isinstance(event, Final):
+                result = event.result
     except Exception as e:
         if isinstance(e, JobTimeout):
             state.metrics.timeouts.inc()
@@ -67,16 +67,15 @@ async def recommend_stream(job: JobDep, state: StateDep) -> AsyncIterator[Server
     got_final = False
     try:
         async for event in job.stream():
-            kind = event["type"]
-            if kind == "products":
-                cards = recommended(event["products"], event["scores"], event["reasons"])
+            if isinstance(event, Products):
+                cards = recommended(event.products, event.scores, event.reasons)
                 yield ServerSentEvent(event="products", data={"products": [c.model_dump() for c in cards]})
-            elif kind == "token":
-                yield ServerSentEvent(event="token", data={"text": event["text"]})
-            elif kind == "final":
+            elif isinstance(event, Token):
+                yield ServerSentEvent(event="token", data={"text": event.text})
+            elif isinstance(event, Final):
                 got_final = True
-                state.metrics.observe_result(event["result"], job.queue_seconds)
-                yield ServerSentEvent(event="final", data=response_of(event["result"], job.queue_seconds))
+                state.metrics.observe_result(event.result, job.queue_seconds)
+                yield ServerSentEvent(event="final", data=response_of(event.result, job.queue_seconds))
         if not got_final:
             state.metrics.timeouts.inc()
             yield ServerSentEvent(event="error", data={"status": 504, "detail": "the request ran past the "
