@@ -101,21 +101,16 @@ def percentile(xs: list[float], q: float) -> float:
 
 
 class ServerProcess:
-    def __init__(self, args: argparse.Namespace, mode: str, log: Path):
+    """A real `recnarr serve` (uvicorn) process on a free loopback port; `env`: RECNARR_* settings."""
+
+    def __init__(self, preset: str, env: dict[str, str], log: Path):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]),
-               "RECNARR_GENERATOR_FACTORY": "serve_latency:bench_generator", "RECNARR_PRESET": args.preset,
-               "RECNARR_QUANTIZE": mode, "RECNARR_MAX_QUEUE": str(max(args.clients) * 2),
-               "RECNARR_BENCH_SHAPE": args.shape, "RECNARR_BENCH_TOKENS": str(args.max_new_tokens),
-               "RECNARR_REQUEST_TIMEOUT_S": "600", "PYTHONUNBUFFERED": "1"}
-        if args.threads:
-            env["RECNARR_TORCH_THREADS"] = str(args.threads)
-        if args.checkpoint:
-            env["RECNARR_CHECKPOINT"] = args.checkpoint
+               "RECNARR_PRESET": preset, "RECNARR_REQUEST_TIMEOUT_S": "600", "PYTHONUNBUFFERED": "1", **env}
         self.log_path = log
         self._log = open(log, "w")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen([sys.executable, "-m", "recnarr.cli", "serve", "--preset", args.preset,
+        self.proc = subprocess.Popen([sys.executable, "-m", "recnarr.cli", "serve", "--preset", preset,
                                       "--host", "127.0.0.1", "--port", str(self.port)],
                                      env=env, cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT)
 
@@ -185,7 +180,14 @@ async def run_level(url: str, users: list[str], clients: int, requests: int, see
 
 
 def bench_mode(args: argparse.Namespace, mode: str, log_dir: Path) -> dict:
-    server = ServerProcess(args, mode, log_dir / f"server-{mode}.log")
+    env = {"RECNARR_GENERATOR_FACTORY": "serve_latency:bench_generator", "RECNARR_QUANTIZE": mode,
+           "RECNARR_MAX_QUEUE": str(max(args.clients) * 2), "RECNARR_BENCH_SHAPE": args.shape,
+           "RECNARR_BENCH_TOKENS": str(args.max_new_tokens)}
+    if args.threads:
+        env["RECNARR_TORCH_THREADS"] = str(args.threads)
+    if args.checkpoint:
+        env["RECNARR_CHECKPOINT"] = args.checkpoint
+    server = ServerProcess(args.preset, env, log_dir / f"server-{mode}.log")
     try:
         t = time.perf_counter()
         ready = server.wait_ready(args.load_timeout)

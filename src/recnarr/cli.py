@@ -134,6 +134,9 @@ COMMANDS: list[Command] = [
              opt("--seed", type=int, default=0, help="base sampling seed (each customer's is derived from it)"),
              opt("-n", dest="n", type=int, default=3, help="products per customer"),
              opt("--limit", type=int, default=None, help="only the first N customers (in id order)"),
+             opt("--max-batch", dest="max_batch", type=int, default=64,
+                 help="narratives decoding together (the service's generation.max_batch is for latency; a "
+                      "batch job has every customer waiting, so more rows share each pass over the weights)"),
              opt("--engine", default="local", choices=["local", "ray"],
                  help="local: in this process; ray: Ray Data (a local Ray, or --ray-address)"),
              opt("--ray-address", dest="ray_address", default=None, help="an existing Ray cluster (e.g. auto)"),

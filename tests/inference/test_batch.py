@@ -62,6 +62,12 @@ def test_bad_settings_and_users_are_named(gen, tmp_path):
         select_users(gen.dataset, "segment=Martians")
     with pytest.raises(FileNotFoundError, match="no such file"):
         select_users(gen.dataset, str(tmp_path / "missing.txt"))
+    from recnarr.config import RunConfig
+    from recnarr.inference.batch import batch
+
+    with pytest.raises(ValueError, match="--max-batch must be >= 1, got 0"):
+        batch(RunConfig(), out=str(tmp_path / "c"), max_batch=0)
+    assert not (tmp_path / "c").exists()  # refused before anything was written
 
 
 def test_kill_9_halfway_and_a_rerun_give_the_same_table(gen, tmp_path):

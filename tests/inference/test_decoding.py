@@ -117,6 +117,32 @@ def test_rollback_in_the_cache_equals_the_uncached_oracle():
     assert alone.tokens == cached[1].tokens  # a row decodes what it would alone
 
 
+def test_a_step_samples_every_row_at_once_exactly_as_each_row_alone():
+    # sampling.preselect: penalties, top-k and top-p for all rows of a step in one pass; rows with their
+    # own penalties, top-p, temperatures, minimum lengths, guides and rollbacks draw the same tokens
+    e = Engine(make_model())
+    torch.manual_seed(11)
+    prompts = [torch.randint(0, CFG.vocab_size, (n,)).tolist() for n in (3, 9, 5, 12, 7, 4)]
+    params = [SamplingParams(max_new_tokens=18, min_new_tokens=m, temperature=t, top_k=25, top_p=tp,
+                             repetition_penalty=rp, seed=i, stop_token_ids=(5, 6))
+              for i, (m, t, tp, rp) in enumerate([(0, 0.8, 1.0, 1.0), (6, 1.0, 0.9, 1.3), (0, 0.7, 0.95, 1.1),
+                                                   (10, 1.2, 0.8, 1.0), (3, 0.9, 1.0, 2.0), (0, 1.0, 0.5, 1.1)])]
+    runs = []
+    for batched in (True, False):
+        with e.session(8) as s:
+            s.batched_sampling = batched
+            rows = [s.add(p, q, guide=EveryFifth() if i % 2 else None)
+                    for i, (p, q) in enumerate(zip(prompts, params, strict=True))]
+            while s.busy:
+                s.step()
+        runs.append([(r.tokens, r.rollbacks, r.finish_reason) for r in rows])
+    assert runs[0] == runs[1]
+    assert sum(r[1] for r in runs[0]) > 0 and len({tuple(r[0]) for r in runs[0]}) == 6  # rollbacks happened
+    alone = [e.generate(p, q, guide=EveryFifth() if i % 2 else None).tokens
+             for i, (p, q) in enumerate(zip(prompts, params, strict=True))]
+    assert alone == [r[0] for r in runs[0]]
+
+
 class Broken(EveryFifth):
     """A guide that fails after a few tokens, as a bug in a grammar would."""
 

@@ -6,7 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from recnarr.inference.engine import Engine, SamplingParams, process_logits, sample
+from recnarr.inference.engine import Engine, SamplingParams
+from recnarr.inference.sampling import process_logits, sample
 from recnarr.model.gpt import GPT, GPTConfig
 
 CFG = GPTConfig(block_size=64, vocab_size=101, n_layer=2, n_head=2, n_embd=32)

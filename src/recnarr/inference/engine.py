@@ -6,8 +6,8 @@ between steps, each with its own positions, sampling settings, seeded generator 
 generates what it would alone. `generate_uncached` reruns the full forward for every new token and is
 kept as the oracle the cached path is tested against (greedy outputs must be equal in fp32).
 
-Sampling touches as little of the vocabulary as it can: penalties only on tokens already seen, top-k
-as a partial selection, top-p over the k survivors, so sampling costs about what greedy does.
+Sampling (`inference.sampling`) touches as little of the vocabulary as it can: penalties only on tokens
+already seen, top-k as a partial selection, top-p over the k survivors, for all rows of a step at once.
 
 A `Guide` steers a row: it says which tokens may come next (the claim grammar, in
 `inference.decoding`) and may reject a finished segment (a sentence), which rolls the row back, KV
@@ -31,6 +31,7 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
+from recnarr.inference.sampling import SamplingParams, batchable, penalize, preselect, select
 from recnarr.model.gpt import GPT, GPTConfig
 
 log = logging.getLogger(__name__)
@@ -42,143 +43,6 @@ class Tokenizer(Protocol):
     def encode(self, text: str) -> list[int]: ...
 
     def decode_bytes(self, tokens: Sequence[int]) -> bytes: ...
-
-
-@dataclass
-class SamplingParams:
-    """Sampling controls. Defaults are plain sampling at temperature 1; `temperature=0` is greedy.
-
-    repetition_penalty (CTRL, Keskar et al. 2019; as in HF): a token already in the prompt or the output
-    has its logit divided by the penalty if positive, multiplied if negative. frequency_penalty and
-    presence_penalty (OpenAI semantics, output tokens only): logit -= frequency * count + presence * (count > 0).
-    stop: strings that end generation, matched on the text (across token boundaries); the returned text
-    stops before them. stop_token_ids: token ids that end generation; None = the tokenizer's end-of-text.
-    min_new_tokens: stop tokens are masked out and stop strings ignored until this many tokens exist.
-    """
-
-    max_new_tokens: int = 120
-    min_new_tokens: int = 0
-    temperature: float = 1.0
-    top_k: int = 0  # 0 = off
-    top_p: float = 1.0  # 1 = off
-    repetition_penalty: float = 1.0  # 1 = off
-    frequency_penalty: float = 0.0
-    presence_penalty: float = 0.0
-    stop: Sequence[str] = ()
-    stop_token_ids: Sequence[int] | None = None
-    seed: int | None = None
-
-    def __post_init__(self) -> None:
-        def bad(msg: str) -> ValueError:
-            return ValueError(f"SamplingParams: {msg}")
-
-        if not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 1:
-            raise bad(f"max_new_tokens must be an integer >= 1, got {self.max_new_tokens!r}")
-        if not isinstance(self.min_new_tokens, int) or not 0 <= self.min_new_tokens <= self.max_new_tokens:
-            raise bad(f"min_new_tokens must be in [0, max_new_tokens={self.max_new_tokens}], got {self.min_new_tokens!r}")
-        if not self.temperature >= 0:  # also catches NaN
-            raise bad(f"temperature must be >= 0 (0 = greedy), got {self.temperature!r}")
-        if not isinstance(self.top_k, int) or self.top_k < 0:
-            raise bad(f"top_k must be an integer >= 0 (0 = off), got {self.top_k!r}")
-        if not 0 < self.top_p <= 1:
-            raise bad(f"top_p must be in (0, 1] (1 = off), got {self.top_p!r}")
-        if not self.repetition_penalty > 0:
-            raise bad(f"repetition_penalty must be > 0 (1 = off), got {self.repetition_penalty!r}")
-        for name in ("frequency_penalty", "presence_penalty"):
-            if not -2.0 <= getattr(self, name) <= 2.0:
-                raise bad(f"{name} must be in [-2, 2], got {getattr(self, name)!r}")
-        if isinstance(self.stop, str):
-            self.stop = (self.stop,)
-        self.stop = tuple(self.stop)
-        if any(not isinstance(s, str) or not s for s in self.stop):
-            raise bad(f"stop sequences must be non-empty strings, got {self.stop!r}")
-        if self.stop_token_ids is not None:
-            self.stop_token_ids = tuple(int(t) for t in self.stop_token_ids)
-
-    @property
-    def greedy(self) -> bool:
-        return self.temperature == 0
-
-    @property
-    def penalized(self) -> bool:
-        return self.repetition_penalty != 1.0 or self.frequency_penalty != 0.0 or self.presence_penalty != 0.0
-
-
-# ---------------------------------------------------------------- sampling
-def penalize(logits: Tensor, params: SamplingParams, seen: Tensor | None = None, out_ids: Tensor | None = None,
-             out_counts: Tensor | None = None) -> Tensor:
-    """Penalties on one row of logits (V,), touching only the tokens that were seen: `seen` (n,) ids in the
-    prompt or the output (repetition penalty), `out_ids`/`out_counts` the output's ids and how often each
-    came (frequency and presence). Returns a new float32 tensor."""
-    logits = logits.float().clone()
-    if params.repetition_penalty != 1.0 and seen is not None and seen.numel():
-        v = logits[seen]
-        logits[seen] = torch.where(v > 0, v / params.repetition_penalty, v * params.repetition_penalty)
-    if (params.frequency_penalty or params.presence_penalty) and out_ids is not None and out_ids.numel():
-        counts = out_counts.to(logits.dtype)
-        logits[out_ids] -= params.frequency_penalty * counts + params.presence_penalty
-    return logits
-
-
-def select(logits: Tensor, params: SamplingParams) -> tuple[Tensor, Tensor]:
-    """The tokens that may be drawn from one row of (penalized) logits (V,), best first, and their tempered
-    logits: top-k first (a partial selection, not a sort of the vocabulary), then top-p on the k survivors
-    (the mass strictly before a token must be < top_p: the token that crosses top_p stays, and so does the
-    most likely one). With top-k off and top-p on, the whole vocabulary is sorted."""
-    V = logits.size(-1)
-    if 0 < params.top_k < V:
-        vals, ids = torch.topk(logits, params.top_k)  # sorted, descending
-    elif params.top_p < 1.0:
-        vals, ids = torch.sort(logits, descending=True)
-    else:
-        vals, ids = logits, torch.arange(V, device=logits.device)
-    vals = vals / params.temperature if params.temperature > 0 else vals
-    if params.top_p < 1.0:
-        probs = vals.softmax(-1)
-        keep = (probs.cumsum(-1) - probs) < params.top_p
-        keep[0] = True
-        vals, ids = vals[keep], ids[keep]
-    return ids, vals
-
-
-def _seen(prompt_mask: Tensor | None, counts: Tensor | None, b: int) -> tuple[Tensor | None, Tensor, Tensor]:
-    seen = torch.zeros(0, dtype=torch.bool)
-    if prompt_mask is not None:
-        seen = prompt_mask[b].clone()
-    if counts is not None:
-        seen = (seen | (counts[b] > 0)) if seen.numel() else counts[b] > 0
-    out_ids = (counts[b] > 0).nonzero().squeeze(-1) if counts is not None else torch.zeros(0, dtype=torch.long)
-    out_counts = counts[b][out_ids] if counts is not None else torch.zeros(0)
-    return (seen.nonzero().squeeze(-1) if seen.numel() else None), out_ids, out_counts
-
-
-def process_logits(logits: Tensor, params: SamplingParams, *, output_counts: Tensor | None = None,
-                   prompt_mask: Tensor | None = None) -> Tensor:
-    """Penalties, temperature, top-k and top-p on next-token logits (B, V), as a (B, V) tensor whose
-    filtered-out tokens are -inf (with temperature 0: penalized, not divided; the caller takes the argmax).
-    output_counts (B, V): how often each token was generated; prompt_mask (B, V) bool: tokens in the prompt.
-    Order as in HF/vLLM. The engine calls `penalize` and `select` per row; this is their batch form."""
-    out = torch.full(logits.shape, float("-inf"), dtype=torch.float32, device=logits.device)
-    for b in range(logits.size(0)):
-        row = logits[b]
-        if params.penalized:
-            row = penalize(row, params, *_seen(prompt_mask, output_counts, b))
-        if params.greedy:
-            out[b] = row.float()
-            continue
-        ids, vals = select(row.float(), params)
-        out[b, ids] = vals
-    return out
-
-
-def sample(logits: Tensor, params: SamplingParams, *, generator: torch.Generator | None = None,
-           output_counts: Tensor | None = None, prompt_mask: Tensor | None = None) -> Tensor:
-    """Next-token logits (B, V) -> token ids (B,): `process_logits`, then the argmax when temperature is 0,
-    else one draw per row from `generator` (seeded: reproducible). Pure (inputs untouched)."""
-    logits = process_logits(logits, params, output_counts=output_counts, prompt_mask=prompt_mask)
-    if params.greedy:
-        return logits.argmax(dim=-1)
-    return torch.multinomial(logits.softmax(dim=-1), 1, generator=generator).squeeze(-1)
 
 
 # ---------------------------------------------------------------- guides: constraints and rollback
@@ -432,30 +296,46 @@ class _Row:
         self.seen, self.seen_ids = set(prompt), None
 
     # ------------------------------------------------------------ sampling
+    @property
+    def sampling(self) -> SamplingParams:
+        return self.retry_params if self.retrying else self.params
+
+    def seen_tensor(self) -> Tensor:
+        if self.seen_ids is None:
+            self.seen_ids = torch.tensor(sorted(self.seen), dtype=torch.long)
+        return self.seen_ids
+
+    def stop_mask(self, p: SamplingParams) -> Tensor | None:
+        """The stop tokens to mask out now (below min_new_tokens), else None."""
+        return self.stop_cols if len(self.tokens) < p.min_new_tokens and self.stop_cols.numel() else None
+
     def _penalized(self, p: SamplingParams) -> Tensor:
         logits = self.logits
         if p.penalized:
-            if self.seen_ids is None:
-                self.seen_ids = torch.tensor(sorted(self.seen), dtype=torch.long)
-            seen = self.seen_ids
+            seen = self.seen_tensor()
             out_ids, out_counts = torch.zeros(0, dtype=torch.long), None
             if (p.frequency_penalty or p.presence_penalty) and self.tokens:
                 out_ids, out_counts = torch.tensor(self.tokens).unique(return_counts=True)
             logits = penalize(logits, p, seen, out_ids, out_counts)
-        if len(self.tokens) < p.min_new_tokens and self.stop_cols.numel():
-            logits = logits.index_fill(0, self.stop_cols, float("-inf"))
+        if (cols := self.stop_mask(p)) is not None:
+            logits = logits.index_fill(0, cols, float("-inf"))
         return logits
 
     def _draw(self, ids: Tensor, vals: Tensor) -> int:
         return int(ids[torch.multinomial(vals.softmax(-1), 1, generator=self.rng)])
 
-    def choose(self) -> int:
+    def choose(self, pre: tuple[Tensor, Tensor, Tensor] | None = None) -> int:
         """The next token: sampled as `params` say; with a guide, from the tokens it allows. Sets
         `strained` when the guide refused what the model wanted and the allowed tokens hold less than
-        STRAIN of the probability (the guide may then take the segment again rather than force it)."""
-        p = self.retry_params if self.retrying else self.params
-        logits = self._penalized(p)
+        STRAIN of the probability (the guide may then take the segment again rather than force it).
+        pre: (penalized logits, ids, tempered logits) as `select` would give them, already computed
+        for the whole step by `sampling.preselect`."""
+        p = self.sampling
         self.strained = False
+        if pre is not None:
+            logits, ids, vals = pre
+            return self._pick(logits, ids, vals, p)
+        logits = self._penalized(p)
         allows = self.guide.allows if self.guide is not None else None
         if p.greedy:
             tok = int(logits.argmax())
@@ -467,6 +347,11 @@ class _Row:
             self.strained = float(probs[ok].sum()) < STRAIN
             return int(ids[ok][0]) if ok.any() else self._constrained(logits, p)
         ids, vals = select(logits.float(), p)
+        return self._pick(logits, ids, vals, p)
+
+    def _pick(self, logits: Tensor, ids: Tensor, vals: Tensor, p: SamplingParams) -> int:
+        """A draw from the selected (ids, vals); with a guide, from those it allows, else `_constrained`."""
+        allows = self.guide.allows if self.guide is not None else None
         tok = self._draw(ids, vals)
         if allows is None or allows(tok):
             return tok
@@ -483,14 +368,23 @@ class _Row:
             pool = self.guide.candidates()
         else:
             pool = self.admissible if self.admissible is not None else torch.arange(logits.numel())
-        order = pool[torch.argsort(logits[pool], descending=True)].tolist()
         want = 1 if p.greedy else (p.top_k or 256)
-        found = []
-        for t in order:
-            if self.guide.allows(t):
-                found.append(t)
-                if len(found) == want:
-                    break
+        scores = logits[pool]
+        # the best few first (a partial selection); the whole pool is sorted only if they hold too few
+        # allowed tokens. Either way the tokens are walked in descending logit order.
+        m = min(len(pool), max(8 * want, 512))
+        found: list[int] = []
+
+        def walk(order: list[int]) -> None:
+            for t in order:
+                if self.guide.allows(t):
+                    found.append(t)
+                    if len(found) == want:
+                        return
+
+        walk(pool[torch.topk(scores, m).indices].tolist())
+        if len(found) < want and m < len(pool):
+            walk(pool[torch.argsort(scores, descending=True)].tolist()[m:])
         if not found:
             raise RuntimeError("the guide allows no token at all (a grammar with no way on)")
         if p.greedy:
@@ -570,6 +464,7 @@ class Session:
         self.slots = engine.backend.open(self.rows, cached)
         self.active: list[_Row] = []
         self.waiting: deque[_Row] = deque()
+        self.batched_sampling = True  # `_preselect`; off: every row samples on its own (the reference)
 
     def __enter__(self) -> Session:
         return self
@@ -622,9 +517,10 @@ class Session:
         if not self.active:
             return []
         tokens, done = [], []
+        pre = self._preselect()
         for i, row in enumerate(self.active):
             try:
-                tok = row.choose()
+                tok = row.choose(pre.get(i))
                 while (row.strained and row.guide.strain() == REJECT) or row.push(tok) == REJECT:
                     self.slots.truncate(i, len(row.prompt) + row.mark_len)  # the rejected token was never fed
                     row.rewind()
@@ -649,15 +545,54 @@ class Session:
                     row.mark()
         return done
 
+    def _preselect(self) -> dict[int, tuple[Tensor, Tensor, Tensor]]:
+        """The step's first choice for every row that samples with top-k, in one batched pass
+        (`sampling.preselect`): row index -> (penalized logits, ids, tempered logits). A row that is
+        rolled back during the step chooses again on its own."""
+        if not self.batched_sampling:
+            return {}
+        V = self.engine.config.vocab_size
+        groups: dict[int, list[int]] = {}
+        for i, row in enumerate(self.active):
+            if row.logits is not None and batchable(row.sampling, V):
+                groups.setdefault(row.sampling.top_k, []).append(i)
+        out: dict[int, tuple[Tensor, Tensor, Tensor]] = {}
+        for rows in groups.values():
+            if len(rows) < 2:
+                continue  # one row: the one-row path is as fast
+            act = [self.active[i] for i in rows]
+            params = [r.sampling for r in act]
+            pen, ids, vals, keep = preselect([r.logits for r in act], params, [r.seen_tensor() for r in act],
+                                             [r.stop_mask(p) for r, p in zip(act, params, strict=True)])
+            for j, i in enumerate(rows):
+                out[i] = (pen[j], ids[j][keep[j]], vals[j][keep[j]])
+        return out
+
     def _leave(self, keep: list[_Row], tokens: list[int] | None) -> list[int]:
-        """Finished rows leave; the running ones close up, in order, into the first free places."""
-        index = {id(r): i for i, r in enumerate(self.active)}
-        for dst, row in enumerate(keep):
-            if index[id(row)] != dst:
-                self.slots.move(index[id(row)], dst)
-        kept = [tokens[index[id(r)]] for r in keep] if tokens is not None else []
-        self.active = keep
-        return kept
+        """Finished rows leave; each free place below the last running row is filled by moving the last
+        running row into it (one cache copy per row that left, not a shift of every row after it).
+        Returns the running rows' tokens, in their new places."""
+        alive = {id(r) for r in keep}
+        order = list(self.active)
+        toks = list(tokens) if tokens is not None else [0] * len(order)
+        i = 0
+        while i < len(order):
+            if id(order[i]) in alive:
+                i += 1
+                continue
+            while order and id(order[-1]) not in alive:  # finished rows at the end just go
+                order.pop()
+                toks.pop()
+            if i >= len(order):
+                break
+            last = len(order) - 1
+            self.slots.move(last, i)
+            order[i], toks[i] = order[last], toks[last]
+            order.pop()
+            toks.pop()
+            i += 1
+        self.active = order
+        return toks if tokens is not None else []
 
 
 # ---------------------------------------------------------------- the engine

@@ -134,6 +134,8 @@ def fact_mentions(text: str, rec: NarrativeRecord, facts: FactBase) -> int:
         rest = pattern.sub(" ", rest)
     n += len(NUMBER_RE.findall(rest))
     for b in sorted(facts.brands, key=len, reverse=True):
+        if b not in rest:  # the pattern needs the substring: skip compiling it
+            continue
         hits = re.findall(rf"(?<![\w-]){re.escape(b)}(?![\w-])", rest)
         if hits:
             n += len(hits)

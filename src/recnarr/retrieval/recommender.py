@@ -222,6 +222,7 @@ class Recommender:
             columns=["user_id", "product_id", "event", "quantity", "rating", "timestamp"])
         positives = positive_interactions(self._interactions, self.cfg.positive_min_rating)
         self._positives = positives
+        self._user_rows: dict[str, dict] = {}  # table -> user id -> row positions (`_rows_of`)
         self.stats = InteractionStats(train_interactions(positives))
         self.ease = EASE(self.stats, self.cfg.ease_l2) if (
             self.cfg.ease_weight > 0 and 0 < len(self.stats.items) <= self.cfg.ease_max_items) else None
@@ -248,17 +249,29 @@ class Recommender:
 
     # ------------------------------------------------------------------------------------------ query
 
+    def _rows_of(self, table: str, user_id: str) -> pd.DataFrame:
+        """A user's rows of `_positives` or `_interactions`, in table order. The positions per user are
+        grouped once (a batch asks for every customer; a mask over the whole table each time was
+        most of retrieval's time)."""
+        groups = self._user_rows.get(table)
+        if groups is None:
+            frame = getattr(self, table)
+            groups = self._user_rows[table] = frame.groupby("user_id", sort=False).indices if len(frame) else {}
+        idx = groups.get(user_id)
+        frame = getattr(self, table)
+        return frame.iloc[idx] if idx is not None else frame.iloc[:0]
+
     def user_history(self, user_id: str) -> list[tuple[str, Any]]:
         """A known user's positive interactions (all splits), oldest first, as (product id, timestamp)."""
-        h = self._positives[self._positives["user_id"] == user_id].sort_values("timestamp", kind="stable")
-        if h.empty and not (self._interactions["user_id"] == user_id).any():
+        h = self._rows_of("_positives", user_id).sort_values("timestamp", kind="stable")
+        if h.empty and self._rows_of("_interactions", user_id).empty:
             raise UnknownUser(f"unknown user id {user_id!r}")
         return list(zip(h["product_id"], h["timestamp"], strict=True))
 
     def seen(self, user_id: str) -> set[str]:
         """What a known user has or has seen (any interaction, any split), never recommended again;
         purchases in `rebuy_categories` are left out of it (they may be bought again)."""
-        rows = self._interactions[self._interactions["user_id"] == user_id]
+        rows = self._rows_of("_interactions", user_id)
         bought = rows["event"].astype(str).isin(POSITIVE_EVENTS)
         rest = set(rows.loc[~bought, "product_id"].astype(str))
         return rest | {p for p in rows.loc[bought, "product_id"].astype(str) if not self.rebuyable(p)}
