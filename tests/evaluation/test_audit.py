@@ -214,6 +214,8 @@ PERTURBED = [
     ("basket", "Large is", "Large, at $24.99, is", "price"),  # the catalog has no price for it
     ("coffee_anon", "is a coffee maker.", "is a coffee maker. Yours for $39.00.", "price"),  # price 0: unknown
     ("towels", "Save $5.00", "Save $5.50", "price"),
+    ("fellowes", "It's $1,270.98, now 20% off at $1,016.78.", "It's $1,270.98.", "price"),  # list price alone
+    ("towels", "At 25% off, it comes to $14.99. Save $5.00.", "Yours for $19.99.", "price"),  # of a sale item
     ("fellowes", "20% off", "25% off", "discount"),
     ("towels", "25% off", "30% off", "discount"),
     ("drive", "It costs $45.00.", "It costs $45.00, now 10% off.", "discount"),

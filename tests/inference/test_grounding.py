@@ -64,6 +64,9 @@ def test_a_true_narrative_passes_and_cites_every_claim():
     # numbers outside slots, prices and discounts not the record's
     ("The {product} is now $999.00.", "digits outside a slot"),
     ("The {product} is 35% off.", "digits outside a slot"),
+    # the list price alone of a discounted product reads as what it costs (P1 is 20% off)
+    ("Yours for {price}. Try the {product}.", "{price} alone on a discounted product"),
+    ("The {product} costs {price}, a great deal.", "{price} alone on a discounted product"),
     # another customer's name, another product's title
     ("Hi Sean! Try the {product}.", "word 'Sean'"),
     ("You loved the Hamilton Beach Toaster Oven. Try the {product}.", "word 'loved'"),
@@ -76,6 +79,14 @@ def test_each_false_claim_is_caught_with_its_rule(text, error):
     v = ground(text, record())
     assert not v.ok
     assert any(error in e for e in v.errors), v.errors
+
+
+def test_a_price_alone_is_fine_without_a_discount_and_said_with_it_when_there_is_one():
+    assert ground("Yours for {price}. Try the {product}.", record(PRODUCTS[1])).ok  # no discount
+    for ok in ("Save {saving}: {sale_price}, down from {price}. Try the {product}.",
+               "Now {sale_price} ({discount} off {price}). Try the {product}.",
+               "It's {price}, now {discount} off at {sale_price}. Try the {product}."):
+        assert ground(ok, record()).ok, ok
 
 
 def test_bought_together_needs_its_support():

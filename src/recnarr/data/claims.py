@@ -21,7 +21,8 @@ a slot filled from the record, so the model never writes a fact itself:
 
 Binding rules, checked on the slotted text (`check`): a slot must be one this record can fill; a
 `{pastK_date}`, `{pastK_verb}` or `{pastK_link}` must sit in the same clause as its own `{pastK}`;
-`{pair}` and `{pair_support}` only together, in one clause; the recommended product is named; every
+`{pair}` and `{pair_support}` only together, in one clause; on a discounted product `{price}` only in a
+clause with `{sale_price}` or `{discount}` (alone it reads as what one pays); the recommended product is named; every
 other word is connective vocabulary, and no digit stands outside a slot. A narrative that breaks a
 rule is rejected with the rule named. Checking a written text (`reslot`) first turns the record's
 values back into slots, choosing among equal values (two purchases in one month) by clause.
@@ -280,6 +281,10 @@ def check(slotted: str, values: dict[str, str]) -> list[str]:
         errors.append("the narrative does not name the recommended product")
     for clause in clauses(slotted):
         here = set(SLOT_RE.findall(clause))
+        if "price" in here and "sale_price" in values and not here & {"sale_price", "discount"}:
+            # "Yours for $21.38" of an item at 80% off: true of the list price, false of what one pays
+            errors.append(f"{{price}} alone on a discounted product reads as what it costs: say it with "
+                          f"{{sale_price}} or {{discount}} in the same clause: {clause.strip()!r}")
         for name in sorted(here):
             owner = owner_of(name)
             if owner is not None and owner not in here:

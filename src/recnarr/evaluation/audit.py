@@ -310,8 +310,11 @@ class Auditor:
         # 2. money
         price = _number(product.get("price"))
         discount = _number(product.get("discount")) or 0.0
-        for m in MONEY_RE.finditer(masked()):
+        cur = masked()
+        for m in MONEY_RE.finditer(cur):
             why = self._check_money(m.group(), price, discount, str(product.get("currency") or "USD"), ptitle)
+            if not why and discount > 0 and price and _number(re.sub(r"[^\d.]", "", m.group())) == round(price, 2):
+                why = self._list_price_alone(cur, m.start(), m.end(), discount, ptitle)
             if why:
                 flag(m.start(), "price", m.group(), why)
             mask(m.start(), m.end())
@@ -512,6 +515,19 @@ class Auditor:
             if all(e <= sp.start or s >= sp.end for sp in taken):
                 taken.append(_Span(s, e, self.titles[t]))
         return sorted(taken, key=lambda sp: sp.start)
+
+    @staticmethod
+    def _list_price_alone(text: str, start: int, end: int, discount: float, title: str) -> str | None:
+        """The list price of a discounted product, in a sentence that gives no discount and no other
+        amount, is read as what the product costs: a false price for what one pays."""
+        left = max((m.end() for m in re.finditer(r"[.!?](?=\s|$)", text[:start])), default=0)
+        right = re.search(r"[.!?](?=\s|$)", text[end:])
+        sentence = text[left: end + right.start() if right else len(text)]
+        others = [m for m in MONEY_RE.finditer(sentence) if m.start() != start - left]
+        if "%" in sentence or others or re.search(r"\b(?:off|discount|down from|instead of)\b", sentence, re.I):
+            return None
+        return (f"{title} is {round(discount * 100)}% off in the catalog: its list price alone reads as what it "
+                f"costs.")
 
     @staticmethod
     def _check_money(span: str, price: float | None, discount: float, currency: str, title: str) -> str | None:
