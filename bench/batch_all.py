@@ -13,9 +13,8 @@ here (2 shared cores, part size 64, 64 in flight, cpu-small preset, shipped int8
     | superstore |       793 |  793 | yes (killed after 6/13 parts) |           11.1 |      793 |           0 |
     | movielens  |       943 |  943 | yes (killed after 6/15 parts) |           14.8 |      943 |           0 |
 
-(rate: the job's own progress line; with process start-up and model loading: 10.2 and 13.4/s. That
-run's audit also checked that a sale item's list price is never stated alone; that check was reverted
-with the grammar rule it came with, and is to be re-applied.)
+(rate: the job's own progress line; with process start-up and model loading: 10.2 and 13.4/s. The
+audit includes the check that a discounted product's list price is never stated alone.)
 """
 
 from __future__ import annotations

@@ -143,7 +143,10 @@ class ScriptedBackend:
             return self.LIE
         m = re.search(r"### reason: \w+ to \[(\d+)\]", prompt)
         link = f"It is {{past{m.group(1)}_link}} the {{past{m.group(1)}}}. " if m else ""
-        return link + "Meet the {product} at {price}."
+        # like a model that learned the format: a discounted product's price is said with its offer
+        offer = re.search(r"^### price: .* off", prompt, re.M)
+        return link + ("Meet the {product} at {sale_price} ({discount} off {price})." if offer
+                       else "Meet the {product} at {price}.")
 
     def open(self, rows: int, cached: bool) -> ScriptedSlots:
         return ScriptedSlots(self, rows)
