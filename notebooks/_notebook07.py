@@ -7,13 +7,13 @@ CELLS = [
 ("code", SETUP),
 ("code", '''from recnarr.data.examples import load_examples
 from recnarr.data.narratives import NarrativeRecord, Writer
-from recnarr.data.stages import load_dataset
+from recnarr.data.run_data import load_dataset
 from recnarr.evaluation import metrics
 from recnarr.evaluation.audit import Auditor
 from recnarr.inference.grounding import ground, verify
 ds = load_dataset(cfg)
 auditor = Auditor(ds)  # independent of the verifier: checks claims against the raw tables
-test = load_examples(cfg.stage_dir("narratives"), "test")
+test = load_examples(cfg.layout.narratives, "test")
 recs = [NarrativeRecord.from_json(e["record"]) for e in test]
 refs = [ground(e["target"], r).text for e, r in zip(test, recs)]
 # a second draw of the writer, scored against the references: the ceiling a model trained on it can reach
@@ -43,9 +43,9 @@ print("Gini of one item taking all:", round(metrics.gini_index([15, 0, 0]), 3))
 print("Jaccard@3 of identical lists:", metrics.jaccard_at_k(["a", "b", "c"], ["a", "b", "c"], 3))
 print("tone scores:", metrics.tone_scores("We think you'll love this wonderful chair. Dear Claire, allow us to suggest it."))'''),
 ("md", "## The full evaluation stages\n`recnarr evaluate narratives`, `recnarr evaluate fairness` and `recnarr report` write `eval/` and `report/` in the run folder, with every baseline in one table (missing ones shown as *not run* with the command that produces them)."),
-("code", '''from recnarr.evaluation.narratives import evaluate_narratives
+("code", '''from recnarr.stages.evaluate import evaluate_narratives
 result = evaluate_narratives(cfg, only=["writer"])'''),
-("code", '''from recnarr.evaluation.report import report
+("code", '''from recnarr.stages.report import report
 path = report(cfg)
 print(path)'''),
 ]

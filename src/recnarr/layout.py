@@ -1,10 +1,12 @@
 """Where a run keeps its artifacts, and how its checkpoints are found: the one place for run paths.
 
-    <run>/data  corpus  pretrain/{best,last}  index  narratives  finetune/<method>/{best,last}
-          serving/{merged,<mode>}  export/{hf,gguf}  eval  report  batch
+    <run>/data  corpus  pretrain/{best,last,imported}  index  narratives
+          finetune/<method>/{best,last}  finetune/compare  finetune/compare-runs/<variant>
+          serving/{merged,<mode>}  export/{hf,gguf}  eval/indexes/<dataset>  report  batch  pipeline.json
 
 A training folder holds `best` (lowest validation loss) and `last` (the newest step); a reader wants the
-best one and falls back to the last (`first_checkpoint`). `RunConfig.stage_dir` is this layout's `stage`.
+best one and falls back to the last (`first_checkpoint`). Every other module asks `RunConfig.layout`
+(this class) for a folder instead of spelling its name, so renaming a folder is one edit here.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 CHECKPOINT_ORDER = ("best", "last")  # which of a training folder's checkpoints a reader takes first
+LAST = CHECKPOINT_ORDER[1]  # the newest step: the checkpoint a resumed run continues
 
 
 def first_checkpoint(folder: Path, marker: str | None = "config.json") -> Path | None:
@@ -31,20 +34,86 @@ class RunLayout:
     def stage(self, name: str) -> Path:
         return self.root / name
 
+    # one folder per stage
+    @property
+    def data(self) -> Path:
+        return self.stage("data")
+
+    @property
+    def corpus(self) -> Path:
+        return self.stage("corpus")
+
     @property
     def pretrain(self) -> Path:
         return self.stage("pretrain")
 
+    @property
+    def index(self) -> Path:
+        return self.stage("index")
+
+    @property
+    def narratives(self) -> Path:
+        return self.stage("narratives")
+
+    @property
+    def eval(self) -> Path:
+        return self.stage("eval")
+
+    def eval_index(self, dataset: str) -> Path:
+        """`recnarr evaluate retrieval`'s own index of another dataset than the run's."""
+        return self.eval / "indexes" / dataset
+
+    @property
+    def report(self) -> Path:
+        return self.stage("report")
+
+    @property
+    def batch(self) -> Path:
+        return self.stage("batch")
+
+    @property
+    def pipeline_state(self) -> Path:
+        """`recnarr pipeline`'s record of each stage's fingerprint."""
+        return self.root / "pipeline.json"
+
+    # training outputs
+    @property
+    def imported(self) -> Path:
+        """Where `recnarr import` puts a foreign model by default."""
+        return self.pretrain / "imported"
+
+    @property
+    def finetune_root(self) -> Path:
+        return self.stage("finetune")
+
     def finetune(self, method: str) -> Path:
-        return self.stage("finetune") / method
+        return self.finetune_root / method
+
+    @property
+    def compare(self) -> Path:
+        """`recnarr finetune --compare`: the results table."""
+        return self.finetune_root / "compare"
+
+    def compare_run(self, variant: str) -> Path:
+        """One comparison variant's training folder."""
+        return self.finetune_root / "compare-runs" / variant
+
+    # what is served and exported
+    @property
+    def serving_root(self) -> Path:
+        return self.stage("serving")
 
     @property
     def merged(self) -> Path:
-        return self.stage("serving") / "merged"
+        return self.serving_root / "merged"
 
     def serving(self, mode: str) -> Path:
-        return self.stage("serving") / mode
+        return self.serving_root / mode
 
+    def export(self, fmt: str) -> Path:
+        return self.stage("export") / fmt
+
+    # checkpoint search
     def pretrained(self) -> Path | None:
         """The pretrained checkpoint a fine-tune starts from: best, else last."""
         return first_checkpoint(self.pretrain)

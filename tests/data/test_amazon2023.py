@@ -13,7 +13,7 @@ import pytest
 
 from recnarr.cli import main
 from recnarr.config import load_config
-from recnarr.data import amazon2023, stages
+from recnarr.data import amazon2023, run_data
 from recnarr.data.catalog import CatalogError
 
 CATEGORY = "Home_and_Kitchen"
@@ -101,7 +101,7 @@ def test_the_data_stage_finds_the_category_in_the_cache_and_says_where_it_belong
     for src in released:
         shutil.copy(src, folder)
     assert main(["data", "load", "--preset", "tiny", *run]) == 0
-    ds = stages.load_dataset(load_config("tiny", run))
+    ds = run_data.load_dataset(load_config("tiny", run))
     assert ds.name == "amazon2023" and len(ds.products) == 12 and set(ds.interactions["split"]) >= {"train", "test"}
 
 

@@ -8,8 +8,9 @@ import pytest
 
 from recnarr.cli import main
 from recnarr.config import load_config
-from recnarr.data import stages
+from recnarr.data import run_data
 from recnarr.data.corpus import load_memmap
+from recnarr.stages import data as stages
 
 
 @pytest.fixture
@@ -40,7 +41,7 @@ def test_prepare_then_skip(cfg, capsys):
     out = capsys.readouterr().out
     assert "median history length" in out and "text_dir" in out and "products" in out
 
-    ds = stages.load_dataset(cfg)
+    ds = run_data.load_dataset(cfg)
     assert ds.interactions.groupby("user_id")["split"].apply(list).to_dict() == {
         "U1": ["train", "train", "val", "test"], "U2": ["train", "val", "test"]}
 
@@ -55,9 +56,9 @@ def test_other_data_settings_never_overwrite_a_run_silently(cfg):
     stages.load(cfg)
     first = json.loads((cfg.stage_dir("data") / "manifest.json").read_text())
     cfg.data.holdout_val = 0
-    with pytest.raises(stages.DataMismatch, match=r"data\.holdout_val: the run has 1, this command asks for 0"):
-        stages.load_dataset(cfg)
-    with pytest.raises(stages.DataMismatch):
+    with pytest.raises(run_data.DataMismatch, match=r"data\.holdout_val: the run has 1, this command asks for 0"):
+        run_data.load_dataset(cfg)
+    with pytest.raises(run_data.DataMismatch):
         stages.load(cfg)
     assert json.loads((cfg.stage_dir("data") / "manifest.json").read_text()) == first  # untouched
     ds = stages.load(cfg, replace_data=True)  # asked for explicitly: rebuilt

@@ -113,7 +113,7 @@ def records(ds: Dataset) -> list[NarrativeRecord]:
 def write_run(root: Path, checkpoints: bool = True) -> RunConfig:
     """The run folder; returns its config (tracking off, tiny evaluation sizes)."""
     from recnarr.config import IndexConfig
-    from recnarr.data.stages import data_fingerprint
+    from recnarr.data.run_data import data_fingerprint
     from recnarr.retrieval.index import ProductIndex
 
     cfg = load_config("tiny", [

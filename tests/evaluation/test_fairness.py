@@ -131,7 +131,9 @@ def test_exposure_of_a_known_set_of_lists():
 
 def test_evaluate_fairness_on_a_tiny_run(tmp_path, shared_cache):
     cfg = fx.write_run(tmp_path)
-    res = fairness.evaluate_fairness(cfg)
+    from recnarr.stages.evaluate import evaluate_fairness
+
+    res = evaluate_fairness(cfg)
     d = res["datasets"][0]
     assert d["counterfactual_users"] == 3 and d["narrated_users"] == 1
     results = {c["check"]: c["result"] for c in d["checks"]}

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 
-from recnarr.evaluation.narratives import evaluate_narratives, find_systems
-from recnarr.evaluation.report import md_to_html, report
+from recnarr.evaluation.narratives import find_systems
+from recnarr.evaluation.report import md_to_html
+from recnarr.stages.evaluate import evaluate_narratives
+from recnarr.stages.report import report
 
 from . import eval_fixtures as fx
 

@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from recnarr.config import RunConfig
-from recnarr.evaluation.quantization import quantize_command
 from recnarr.model.checkpoint import save_checkpoint
 from recnarr.model.gpt import GPT, GPTConfig
 from recnarr.model.quantize import load_quantized, read_quantization
+from recnarr.stages.quantize import quantize_command
 
 MODEL = GPTConfig(block_size=64, vocab_size=1001, n_layer=2, n_head=2, n_embd=64)
 

@@ -63,7 +63,7 @@ def test_bad_settings_and_users_are_named(gen, tmp_path):
     with pytest.raises(FileNotFoundError, match="no such file"):
         select_users(gen.dataset, str(tmp_path / "missing.txt"))
     from recnarr.config import RunConfig
-    from recnarr.inference.batch import batch
+    from recnarr.stages.batch import batch
 
     with pytest.raises(ValueError, match="--max-batch must be >= 1, got 0"):
         batch(RunConfig(), out=str(tmp_path / "c"), max_batch=0)

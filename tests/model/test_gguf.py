@@ -180,7 +180,7 @@ def test_serving_model_finds_the_run_gguf(llama_cpp, tiny, f32_file, tmp_path):
 def test_pipeline_gguf_stage_writes_the_configured_quant(tiny, tmp_path):
     from recnarr.config import load_config
     from recnarr.model.checkpoint import save_checkpoint
-    from recnarr.model.gguf_export import gguf_stage
+    from recnarr.stages.gguf import gguf_stage
 
     save_checkpoint(tmp_path / "serving" / "merged", tiny)
     cfg = load_config("tiny", [f"run_dir={tmp_path}", "quantize.gguf=f16"])

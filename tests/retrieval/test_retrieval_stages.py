@@ -16,7 +16,7 @@ from recnarr.evaluation import retrieval as ev
 from recnarr.retrieval import embedder
 from recnarr.retrieval.index import ProductIndex
 from recnarr.retrieval.recommender import InteractionStats, Recommender
-from recnarr.retrieval.stages import index as index_stage
+from recnarr.stages.index import index as index_stage
 
 
 def test_ranking_metrics_by_hand():
@@ -72,9 +72,9 @@ def test_approx_recall_reaches_target_on_clustered_vectors():
 @pytest.fixture
 def small_run(tmp_path, monkeypatch):
     ds = small_dataset()
-    import recnarr.data.stages as data_stages
+    from recnarr.data import run_data
 
-    monkeypatch.setattr(data_stages, "load_dataset", lambda cfg: ds)
+    monkeypatch.setattr(run_data, "load_dataset", lambda cfg: ds)
     cfg = RunConfig(run_dir=str(tmp_path / "run"))
     cfg.index.progress = False
     return cfg, ds

@@ -524,7 +524,7 @@ def test_cli_serve_builds_app_and_runs_uvicorn(monkeypatch):
 
     from recnarr.cli import build_parser
     from recnarr.config import load_config
-    from recnarr.serving.run import serve
+    from recnarr.stages.serve import serve
 
     build_parser().parse_args(["serve", "--port", "9001", "--mode", "int8"])
     build_parser().parse_args(["demo-ui", "--api-url", "http://127.0.0.1:9001"])

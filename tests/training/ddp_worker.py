@@ -10,7 +10,9 @@ import torch
 from safetensors.torch import save_file
 
 from recnarr.model.gpt import GPT
-from recnarr.training.trainer import MemmapBatches, Trainer, dist_env
+from recnarr.training.batches import MemmapBatches
+from recnarr.training.runtime import dist_env
+from recnarr.training.trainer import Trainer
 
 if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))

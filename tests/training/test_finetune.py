@@ -13,11 +13,10 @@ from recnarr.data.tokenizer import get_tokenizer
 from recnarr.evaluation.generation import grounding_pass_rate
 from recnarr.model import lora
 from recnarr.model.checkpoint import load_model, load_trainer_state
+from recnarr.stages.finetune import finetune, merge
 from recnarr.training.finetune import (
     build_model,
     compare_methods,
-    finetune,
-    merge,
     merged_model,
     parse_variant,
 )

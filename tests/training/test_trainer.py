@@ -11,14 +11,9 @@ import torch
 from recnarr.config import TrainConfig
 from recnarr.model.checkpoint import load_checkpoint, load_trainer_state
 from recnarr.model.gpt import GPT, GPTConfig
-from recnarr.training.trainer import (
-    MemmapBatches,
-    Trainer,
-    build_optimizer,
-    lr_at,
-    peak_flops,
-    select_device,
-)
+from recnarr.training.batches import MemmapBatches
+from recnarr.training.runtime import peak_flops, select_device
+from recnarr.training.trainer import Trainer, build_optimizer, lr_at
 
 MODEL = GPTConfig(block_size=16, vocab_size=64, n_layer=2, n_head=2, n_embd=32, dropout=0.1)
 TRAIN = TrainConfig(max_steps=8, batch_size=4, grad_accum=2, lr=3e-3, min_lr=3e-4, warmup_steps=2, dtype="fp32",

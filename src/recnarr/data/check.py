@@ -1,10 +1,11 @@
-"""`recnarr data check`: what a catalog's files hold and what a load would make of them, before loading.
+"""What a catalog's files hold and what a load would make of them, before loading.
 
 One report, in one step, so a new user sees every problem at once: per file its format and row count,
 which column feeds which field (through the column map), the fields it lacks and the defaults they
 take, the extra columns that become attributes, the invalid rows grouped by field with counts and the
 first lines of each, and what is kept but worth knowing (unknown prices, products without a category,
-products no one interacted with). Nothing is written; the exit status is 1 when any row is invalid.
+products no one interacted with). `recnarr data check` (recnarr.stages.data) prints it; nothing is
+written, and the exit status is 1 when any row is invalid.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from typing import Any
 
 import pandas as pd
 
-from recnarr.config import RunConfig
 from recnarr.data import catalog as cat
 
 _DEFAULTS = {"brand": "none", "category": "none", "currency": "USD", "discount": "0", "in_stock": "true",
@@ -56,7 +56,7 @@ def _section(path: Path, kind: str, cmap: dict[str, Any], load) -> tuple[list[st
     return lines, frame, bad
 
 
-def _notes(products: pd.DataFrame | None, inter: pd.DataFrame | None) -> list[str]:
+def catalog_notes(products: pd.DataFrame | None, inter: pd.DataFrame | None) -> list[str]:
     if products is None:
         return []
     notes = []
@@ -101,29 +101,7 @@ def check_files(products: str | Path, interactions: str | Path | None = None, us
         out, bad = out + sec, bad + b
         if prods is None:
             out.append("  (product ids not checked: the products file did not load)")
-    out += [f"note: {n}" for n in _notes(prods, inter)]
+    out += [f"note: {n}" for n in catalog_notes(prods, inter)]
     out.append(f"result: {bad:,} invalid rows; " + ("fix them, or load with data.skip_invalid=true to skip and "
                                                     "report them" if bad else "ready to load (`recnarr data load`)"))
     return "\n".join(out), bad
-
-
-def check(cfg: RunConfig, **_: Any) -> int:
-    """Print the report for the configured catalog; exit status 1 when any row is invalid."""
-    d = cfg.data
-    if d.dataset == "custom":
-        if not d.catalog:
-            raise ValueError("data check needs data.dataset=custom data.catalog=<products file> (and usually "
-                             "data.interactions, data.users, data.column_map)")
-        text, bad = check_files(d.catalog, d.interactions, d.users, d.column_map)
-        print(text)
-        return 1 if bad else 0
-    from recnarr.data.stages import build_dataset
-
-    d.skip_invalid = True  # report every bad record instead of stopping at the first file with one
-    ds = build_dataset(cfg)  # a bundled or adapted dataset: its loader validates every record
-    report = ds.meta.get("load_report") or {}
-    print(f"recnarr data check: {d.dataset}: {len(ds.products):,} products, {len(ds.users):,} users, "
-          f"{len(ds.interactions):,} interactions; {report.get('skipped', 0):,} invalid rows")
-    for n in _notes(ds.products, ds.interactions):
-        print(f"note: {n}")
-    return 1 if report.get("skipped") else 0

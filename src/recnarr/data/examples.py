@@ -1,4 +1,4 @@
-"""`recnarr data narratives`: fine-tuning examples (prompt + slotted target) from real histories.
+"""Fine-tuning examples (prompt + slotted target) from real histories.
 
 For each user, the history is their train-split purchases (most recent distinct products); the
 candidates are what the retriever recommends from that history plus the user's real next purchase,
@@ -6,7 +6,8 @@ with the retrieval reason (nearest past purchase) and the item most customers bo
 orders (`claims.bought_together`; claimed only with `narratives.min_support` customers or more).
 Splits are by user AND by product: a held-out share of products never appears as a candidate in
 train/val, and the test set uses only those products and unseen users, so evaluation measures
-how the model describes products it has never seen.
+how the model describes products it has never seen. `recnarr data narratives` (recnarr.stages.data)
+writes them.
 
 Output `<run>/narratives/`: `{train,val,test}.jsonl` (one example a line: record, prompt, target),
 `writer_stats.json` (diversity, lengths, FMR and attribute precision on held-out products), config.
@@ -22,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
-from recnarr.config import RunConfig, save_config
+from recnarr.config import RunConfig
 from recnarr.data import claims
 from recnarr.data.narratives import HistoryItem, NarrativeRecord, Writer, format_prompt
 from recnarr.data.schema import Dataset, product_from_row
@@ -138,31 +139,3 @@ def retriever_candidates(recommender, products: set[str]) -> CandidateFn:
         return out
 
     return fn
-
-
-def narratives(cfg: RunConfig, **_) -> Path:
-    """CLI target: build records with the retriever, write targets, report the writer's statistics."""
-    from recnarr.data.stages import load_dataset
-    from recnarr.retrieval.recommender import Recommender
-    from recnarr.retrieval.stages import index as build_index
-
-    ds = load_dataset(cfg)
-    index_dir = cfg.stage_dir("index")
-    if not (index_dir / "manifest.json").exists():
-        build_index(cfg)
-    recommender = Recommender.from_folder(index_dir, ds, cfg.retrieval)
-    all_ids = set(ds.products["id"].astype(str))
-    records = build_records(ds, cfg, retriever_candidates(recommender, all_ids))
-    folder = cfg.stage_dir("narratives")
-    stats = write_examples(records, folder, cfg.narratives.seed)
-    stats["heldout_products"] = len(split_products(ds, cfg.narratives.heldout_product_fraction, cfg.narratives.seed))
-    (folder / "writer_stats.json").write_text(json.dumps(stats, indent=2))
-    save_config(cfg, folder)
-    print(f"narratives -> {folder}")
-    print(f"{'split':<6} {'examples':>8} {'distinct-1':>10} {'distinct-2':>10} {'unique':>7} {'FMR':>6} {'words(med)':>10}")
-    for split in ("train", "val", "test"):
-        s = stats[split]
-        print(f"{split:<6} {stats['counts'][split]:>8} {s['distinct_1']:>10.3f} {s['distinct_2']:>10.3f} "
-              f"{s['unique_ratio']:>7.3f} {s['fmr']:>6.3f} {s['length_words']['median']:>10}")
-    print(f"writer targets rejected by the verifier: {stats['rejected']}")
-    return folder

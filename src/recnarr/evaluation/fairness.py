@@ -45,13 +45,12 @@ Output: `<run>/eval/fairness.json` and `<run>/eval/fairness.md`; an MLflow run w
 
 from __future__ import annotations
 
-import json
 import random
 import re
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -502,7 +501,7 @@ def exposure_checks(name: str, ours: dict, pop: dict) -> list[dict]:
 # ------------------------------------------------------------------------------------------ driver
 
 
-def _serving_engine(cfg: RunConfig) -> tuple[Any, str]:
+def serving_engine(cfg: RunConfig) -> tuple[Any, str]:
     """The served model's engine, or None and why not."""
     from recnarr.data.tokenizer import get_tokenizer
     from recnarr.inference.engine import Engine
@@ -614,38 +613,3 @@ def format_tables(results: dict[str, Any]) -> str:
             lines.append(f"| {label} | {s['n']} | {f(s['jaccard'])} | {f(s['tier_change'])} | {f(s['sentiment'])} | "
                          f"{f(s['formality'])} |")
     return "\n".join(lines) + "\n"
-
-
-def evaluate_fairness(cfg: RunConfig, **_: Any) -> dict[str, Any]:
-    """CLI target (see the module docstring). Writes `<run>/eval/fairness.{json,md}`."""
-    engine, engine_info = _serving_engine(cfg)
-    results: dict[str, Any] = {"run_dir": str(cfg.run_dir), "k": cfg.eval.k, "engine": engine_info,
-                               "thresholds": THRESHOLDS, "names": [asdict(Swap("name", n, n, {"gender": g, "origin": o}))
-                                                                   for n, g, o in NAMES],
-                               "datasets": [], "not_run": []}
-    for name in cfg.eval.fairness_datasets:
-        print(f"evaluate fairness: {name}", flush=True)
-        try:
-            results["datasets"].append(evaluate_dataset(name, cfg, engine))
-        except (FileNotFoundError, ValueError) as e:
-            results["not_run"].append({"dataset": name, "reason": f"{type(e).__name__}: {e}"})
-            print(f"  not run: {e}", flush=True)
-    out = cfg.stage_dir("eval")
-    out.mkdir(parents=True, exist_ok=True)
-    md = format_tables(results)
-    (out / "fairness.json").write_text(json.dumps(results, indent=2, default=str))
-    (out / "fairness.md").write_text(md)
-    print("\n" + md)
-    failed = [c for d in results["datasets"] for c in d["checks"] if c["result"] == "FAIL"]
-    print(f"{len(failed)} check(s) failed" + (": " + "; ".join(f"{c['dataset']}: {c['check']}" for c in failed)
-                                              if failed else ""))
-    print(f"-> {out / 'fairness.json'}, {out / 'fairness.md'}")
-    from recnarr.evaluation.tracking import log_eval_run
-
-    flat: dict[str, float] = {}
-    for d in results["datasets"]:
-        for m, e in d["exposure"].items():
-            flat.update({f"{d['dataset']}.{m}.{k}": v for k, v in e.items() if isinstance(v, float)})
-        flat[f"{d['dataset']}.checks_failed"] = float(sum(c["result"] == "FAIL" for c in d["checks"]))
-    log_eval_run(cfg, "evaluate-fairness", flat, [out / "fairness.json", out / "fairness.md"])
-    return results

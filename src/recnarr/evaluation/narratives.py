@@ -61,8 +61,7 @@ from typing import Any
 
 import torch
 
-from recnarr.config import RunConfig, to_dict
-from recnarr.data.examples import load_examples
+from recnarr.config import RunConfig
 from recnarr.data.narratives import NarrativeRecord, Writer, format_prompt
 from recnarr.data.schema import Dataset
 from recnarr.evaluation import metrics
@@ -150,17 +149,17 @@ def _meta(folder: Path) -> dict[str, Any]:
 
 def _fine_tuned_folders(cfg: RunConfig) -> dict[str, Path]:
     """Fine-tuned checkpoint/adapter folders: {"finetuned": ..., "scratch": ...} where found."""
-    ft = cfg.stage_dir("finetune")
+    ft = cfg.layout.finetune_root
     out: dict[str, Path] = {}
-    merged = cfg.stage_dir("serving") / "merged"
+    merged = cfg.layout.merged
     if (merged / "config.json").is_file():
         out["scratch" if _meta(merged).get("base") is None else "finetuned"] = merged
     if "finetuned" not in out:
-        path = first_checkpoint(ft / cfg.finetune.method)
+        path = first_checkpoint(cfg.layout.finetune(cfg.finetune.method))
         if path is not None and _meta(path).get("base"):
             out["finetuned"] = path
     if "scratch" not in out:
-        candidates = [ft / "scratch"] + sorted(p for p in ft.glob("*") if p.is_dir() and p.name != "scratch")
+        candidates = [cfg.layout.finetune("scratch")] + sorted(p for p in ft.glob("*") if p.is_dir() and p.name != "scratch")
         for folder in candidates:
             path = first_checkpoint(folder)
             if path is not None and not _meta(path).get("base"):
@@ -199,14 +198,14 @@ def find_systems(cfg: RunConfig) -> list[System]:
         systems.append(System("finetuned", f"fine-tuned ({method})", source=str(ft), load=_loader(ft)))
     else:
         systems.append(System("finetuned", f"fine-tuned ({method})", "not run", note=ft_cmd))
-    pre = first_checkpoint(cfg.stage_dir("pretrain"))
+    pre = first_checkpoint(cfg.layout.pretrain)
     if pre:
         systems.append(System("pretrained", "pretrained, no fine-tuning", source=str(pre), load=_loader(pre)))
     else:
         systems.append(System("pretrained", "pretrained, no fine-tuning", "not run",
                               note=f"recnarr pretrain run_dir={run}"))
     sc = found.get("scratch")
-    sc_cmd = f"recnarr finetune --from-scratch --method full --out {run}/finetune/scratch run_dir={run}"
+    sc_cmd = f"recnarr finetune --from-scratch --method full --out {cfg.layout.finetune('scratch')} run_dir={run}"
     if sc:
         systems.append(System("scratch", "fine-tuned from random init", source=str(sc), load=_loader(sc)))
     else:
@@ -219,13 +218,13 @@ def find_systems(cfg: RunConfig) -> list[System]:
     for mode in cfg.quantize.modes:
         if mode == "none":
             continue
-        folder = cfg.stage_dir("serving") / mode
+        folder = cfg.layout.serving(mode)
         if (folder / "config.json").is_file():
             systems.append(System(mode, f"fine-tuned, {mode}", source=str(folder), load=_loader(folder)))
         else:
             systems.append(System(mode, f"fine-tuned, {mode}", "not run",
                                   note=f"recnarr merge run_dir={run} && recnarr quantize --modes {mode} run_dir={run}"))
-    gguf = sorted((cfg.stage_dir("export") / "gguf").glob("*.gguf"))
+    gguf = sorted(cfg.layout.export("gguf").glob("*.gguf"))
     for path in gguf:
         key, name = f"gguf-{path.stem.removeprefix('model-')}", f"fine-tuned, GGUF {path.stem.removeprefix('model-')} (llama.cpp)"
         if importlib.util.find_spec("llama_cpp") is None:
@@ -490,52 +489,6 @@ def evaluate_system(system: System, gen: NarrativeGenerator, examples: list[dict
                              if (c := check_text(o["text"], r, facts, auditor))["false"]]
     row["seconds"] = time.perf_counter() - t0
     return row
-
-
-def evaluate_narratives(cfg: RunConfig, only: list[str] | None = None, **_: Any) -> dict[str, Any]:
-    """CLI target (see the module docstring). `only`: system keys to run (the others show as "not run")."""
-    from recnarr.data.stages import load_dataset
-
-    folder = cfg.stage_dir("narratives")
-    examples = load_examples(folder, "test")[: cfg.eval.narrative_examples]
-    if not examples:
-        raise ValueError(f"{folder / 'test.jsonl'} holds no examples: rerun `recnarr data narratives`")
-    ds = load_dataset(cfg)
-    facts = FactBase(ds.products)
-    purchases = user_purchases(ds)
-    records = [NarrativeRecord.from_json(ex["record"]) for ex in examples]
-    refs = [ground(ex["target"], rec).text for ex, rec in zip(examples, records, strict=True)]
-    auditor = Auditor(ds, cfg.narratives.min_support)
-    gen = NarrativeGenerator(ds, None, None, cfg.generation, {"stage": "evaluate narratives"}, cfg.narratives.max_history)
-    systems = find_systems(cfg)
-    results: dict[str, Any] = {
-        "run_dir": str(cfg.run_dir), "split": "test", "examples": len(examples),
-        "generation": to_dict(cfg.generation), "seed": cfg.eval.seed, "systems": {}}
-    for s in systems:
-        entry: dict[str, Any] = {"name": s.name, "status": s.status, "source": s.source, "note": s.note}
-        if s.status == "ok" and only and s.key not in only:
-            entry.update(status="not run", note=f"left out by --only ({', '.join(only)})")
-        elif s.status == "ok":
-            print(f"evaluate narratives: {s.name} ({s.source}) on {len(examples)} test examples", flush=True)
-            try:
-                entry.update(evaluate_system(s, gen, examples, records, refs, facts, purchases, cfg, auditor))
-            except Exception as e:  # noqa: BLE001 - one broken system must not hide the others; it is shown
-                entry.update(status="failed", note=f"{type(e).__name__}: {e}")
-                print(f"  failed: {entry['note']}", flush=True)
-        results["systems"][s.key] = entry
-    out = cfg.stage_dir("eval")
-    out.mkdir(parents=True, exist_ok=True)
-    md = format_tables(results)
-    (out / "narratives.json").write_text(json.dumps(results, indent=2, default=str))
-    (out / "narratives.md").write_text(md)
-    print("\n" + md)
-    print(f"-> {out / 'narratives.json'}, {out / 'narratives.md'}")
-    from recnarr.evaluation.tracking import log_eval_run
-
-    flat = {f"{k}.{m}": v for k, e in results["systems"].items() for m, v in e.get("metrics", {}).items()
-            if isinstance(v, int | float) and not isinstance(v, bool)}
-    log_eval_run(cfg, "evaluate-narratives", flat, [out / "narratives.json", out / "narratives.md"])
-    return results
 
 
 # ------------------------------------------------------------------------------------------ tables

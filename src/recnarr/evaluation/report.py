@@ -1,4 +1,4 @@
-"""`recnarr report`: the report people read, rebuilt from the run's artifacts (nothing is retrained or rerun).
+"""The report people read, rebuilt from the run's artifacts, nothing retrained or rerun (`recnarr report`).
 
 Reads, where present:
 - loss curves: every checkpoint folder's `meta.json` under `<run>/pretrain/` and `<run>/finetune/*/`; the
@@ -18,12 +18,11 @@ from __future__ import annotations
 import html
 import json
 import re
-import shutil
 from pathlib import Path
 from typing import Any
 
 from recnarr.config import RunConfig
-from recnarr.evaluation.tracking import log_eval_run
+from recnarr.layout import first_checkpoint
 
 Block = tuple  # ("md", text) | ("img", file name, caption) | ("examples", [sample, ...])
 
@@ -31,19 +30,19 @@ Block = tuple  # ("md", text) | ("img", file name, caption) | ("examples", [samp
 # ------------------------------------------------------------------------------------------ inputs
 
 
-def _read_json(path: Path) -> Any | None:
+def read_json(path: Path) -> Any | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
 def checkpoint_folders(cfg: RunConfig) -> dict[str, Path]:
     """{label: training folder} for pretraining and every fine-tuning output that has a checkpoint."""
     out: dict[str, Path] = {}
-    pre = cfg.stage_dir("pretrain")
-    if any((pre / n / "meta.json").is_file() for n in ("last", "best")):
+    pre = cfg.layout.pretrain
+    if first_checkpoint(pre, "meta.json"):
         out["pretrain"] = pre
-    ft = cfg.stage_dir("finetune")
+    ft = cfg.layout.finetune_root
     for folder in sorted(p for p in ft.glob("*") if p.is_dir()) if ft.is_dir() else []:
-        if any((folder / n / "meta.json").is_file() for n in ("last", "best")):
+        if first_checkpoint(folder, "meta.json"):
             out[f"finetune/{folder.name}"] = folder
     return out
 
@@ -59,7 +58,7 @@ def _tracking_uri(meta: dict[str, Any]) -> str | None:
 
 def loss_curve(folder: Path) -> dict[str, Any]:
     """{"source", "train": [[step, loss]], "val": [[step, loss]], "note"} for one training folder."""
-    metas = [m for m in (_read_json(folder / n / "meta.json") for n in ("last", "best")) if m]
+    metas = [m for m in (read_json(folder / n / "meta.json") for n in ("last", "best")) if m]
     run_id = next((m.get("mlflow_run_id") for m in metas if m.get("mlflow_run_id")), None)
     uri = next((_tracking_uri(m) for m in metas if _tracking_uri(m)), None)
     note = ""
@@ -342,99 +341,3 @@ def render(blocks: list[Block], title: str) -> tuple[str, str]:
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{CSS}</style>"
             f"</head><body><h1>{html.escape(title)}</h1>\n" + "\n".join(body) + "\n</body></html>\n")
     return "\n".join(md) + "\n", page
-
-
-# ------------------------------------------------------------------------------------------ driver
-
-
-def report(cfg: RunConfig, **_: Any) -> Path:
-    """CLI target: build `<run>/report/` from whatever artifacts the run has (see the module docstring)."""
-    run = Path(cfg.run_dir)
-    out = cfg.stage_dir("report")
-    plots = out / "plots"
-    if plots.exists():
-        shutil.rmtree(plots)  # plots of artifacts that are gone must not linger
-    plots.mkdir(parents=True, exist_ok=True)
-    blocks: list[Block] = []
-    missing: list[tuple[str, str]] = []
-    found: list[str] = []
-
-    # training
-    curves = {label: loss_curve(folder) for label, folder in checkpoint_folders(cfg).items()}
-    if curves:
-        plot_losses(curves, plots / "losses.png")
-        blocks.append(("md", "## Training\n\n| stage | curve from | points (train / val) | note |\n|---|---|---:|---|\n"
-                       + "\n".join(f"| {k} | {c['source']} | {len(c['train'])} / {len(c['val'])} | {c['note']} |"
-                                   for k, c in curves.items())))
-        blocks.append(("img", "losses.png", "Loss curves (train and validation)"))
-        found.append("training checkpoints")
-    else:
-        missing.append(("training checkpoints", f"recnarr pretrain run_dir={run} && recnarr finetune run_dir={run}"))
-
-    # narratives
-    narr = _read_json(cfg.stage_dir("eval") / "narratives.json")
-    if narr:
-        from recnarr.evaluation.narratives import format_tables as narrative_tables
-
-        blocks.append(("md", "## Narrative quality vs baselines\n\n" + narrative_tables(narr).split("\n", 1)[1]))
-        for f, caption in plot_narratives(narr, plots):
-            blocks.append(("img", f, caption))
-        # a model's narratives first (the fine-tuned one if it ran), the writer's only if no model ran
-        preferred = ["finetuned", "scratch", "pretrained", *(k for k in narr["systems"] if k != "writer"), "writer"]
-        key = next((k for k in preferred if narr["systems"].get(k, {}).get("samples")), None)
-        if key:
-            blocks.append(("md", f"## Example narratives for real test users ({narr['systems'][key]['name']})"))
-            blocks.append(("examples", narr["systems"][key]["samples"]))
-        found.append("eval/narratives.json")
-    else:
-        missing.append(("eval/narratives.json", f"recnarr evaluate narratives run_dir={run}"))
-
-    # retrieval and quantization tables, as their stages wrote them
-    retr = _read_json(cfg.stage_dir("eval") / "retrieval.json")
-    if retr:
-        from recnarr.evaluation.retrieval import format_table
-
-        blocks.append(("md", "## Retrieval (next-item prediction)\n\n```\n" + format_table(retr, retr.get("k", 10))
-                       + "\n```"))
-        found.append("eval/retrieval.json")
-    else:
-        missing.append(("eval/retrieval.json", f"recnarr evaluate retrieval run_dir={run}"))
-    quant = cfg.stage_dir("serving") / "quantization.md"
-    if quant.is_file():
-        blocks.append(("md", "## Quantization\n\n" + quant.read_text()))
-        found.append("serving/quantization.md")
-    else:
-        missing.append(("serving/quantization.md", f"recnarr merge run_dir={run} && recnarr quantize run_dir={run}"))
-
-    # fairness
-    fair = _read_json(cfg.stage_dir("eval") / "fairness.json")
-    if fair:
-        from recnarr.evaluation.fairness import format_tables as fairness_tables
-
-        checks = [c for d in fair["datasets"] for c in d["checks"]]
-        failed = sum(c["result"] == "FAIL" for c in checks)
-        blocks.append(("md", f"## Bias and fairness\n\n{len(checks)} checks: "
-                       f"{sum(c['result'] == 'PASS' for c in checks)} pass, **{failed} fail**, "
-                       f"{sum(c['result'] == 'not run' for c in checks)} not run.\n\n"
-                       + fairness_tables(fair).split("\n", 1)[1]))
-        for f, caption in plot_fairness(fair, plots):
-            blocks.append(("img", f, caption))
-        found.append("eval/fairness.json")
-    else:
-        missing.append(("eval/fairness.json", f"recnarr evaluate fairness run_dir={run}"))
-
-    summary = (f"Run `{run}`. Built from artifacts only (nothing retrained). Found: {', '.join(found) or 'nothing'}.")
-    if missing:
-        summary += "\n\n### Missing artifacts\n\n| artifact | command that makes it |\n|---|---|\n" + "\n".join(
-            f"| {a} | `{c}` |" for a, c in missing)
-    blocks.insert(0, ("md", summary))
-    md, page = render(blocks, f"recnarr report: {run.name}")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "report.md").write_text(md)
-    (out / "index.html").write_text(page)
-    print(f"report -> {out / 'index.html'} ({len(list(plots.glob('*.png')))} plots; "
-          f"{len(missing)} artifact(s) missing{': ' + ', '.join(a for a, _ in missing) if missing else ''})")
-    log_eval_run(cfg, "report", {"report.missing_artifacts": float(len(missing))}, [out / "index.html",
-                 out / "report.md", plots], artifact_path="report")
-    return out
-

@@ -31,7 +31,6 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -359,7 +358,7 @@ def evaluate_dataset(ds: Dataset, index: ProductIndex, cfg: RunConfig) -> dict[s
 def load_eval_dataset(name: str, cfg: RunConfig) -> Dataset:
     """The run's own dataset if it is `name`, else `name` loaded from the cache and split the same way."""
     if cfg.data.dataset == name:
-        from recnarr.data.stages import load_dataset
+        from recnarr.data.run_data import load_dataset
 
         return load_dataset(cfg)
     from recnarr.data.splits import time_split
@@ -381,14 +380,14 @@ def load_eval_dataset(name: str, cfg: RunConfig) -> Dataset:
 
 def index_for(ds: Dataset, cfg: RunConfig) -> ProductIndex:
     """`<run>/index` if it was built from this catalog, else an index kept under `<run>/eval/indexes/`."""
-    from recnarr.retrieval.stages import build_or_update
+    from recnarr.retrieval.build import build_or_update
 
-    main = cfg.stage_dir("index")
+    main = cfg.layout.index
     if (main / "manifest.json").exists():
         m = json.loads((main / "manifest.json").read_text())
         if m["catalog_checksum"] == ds.checksum() and m["embed_model"] == cfg.index.embed_model:
             return ProductIndex.load(main, catalog_checksum=ds.checksum())
-    folder = cfg.stage_dir("eval") / "indexes" / ds.name
+    folder = cfg.layout.eval_index(ds.name)
     idx, _ = build_or_update(ds, cfg.index, folder)
     idx.save(folder)
     return idx
@@ -459,7 +458,7 @@ def evaluate_retrieval(cfg: RunConfig, tune: bool = False, **_: Any) -> dict[str
         ds = load_eval_dataset(name, cfg)
         index = index_for(ds, cfg)
         results["datasets"].append(evaluate_dataset(ds, index, cfg))
-    out = Path(cfg.stage_dir("eval"))
+    out = cfg.layout.eval
     out.mkdir(parents=True, exist_ok=True)
     (out / "retrieval.json").write_text(json.dumps(results, indent=2, default=str))
     print(format_table(results, cfg.eval.k))

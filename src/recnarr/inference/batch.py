@@ -1,4 +1,4 @@
-"""`recnarr batch`: recommendations and a verified narrative for every customer of a run, as Parquet.
+"""Recommendations and a verified narrative for every customer of a run, as Parquet (`recnarr batch`).
 
 The campaign job: one row per customer (products with scores and reasons, the narrative, whether it
 verified or fell back, its citations, model and index versions, timings), written as part files
@@ -31,13 +31,11 @@ import os
 import shutil
 import time
 import zlib
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from recnarr.config import RunConfig, save_config
 from recnarr.inference.contract import Final, Narrator, Tick
 
 COLUMNS = ["user_id", "seed", "product_ids", "products", "narrative", "verified", "fallback", "narrated_product",
@@ -112,29 +110,6 @@ def write_part(gen: Narrator, folder: Path, k: int, users: list[str], seed: int,
     tmp = path.with_name(f".{path.name}.tmp")
     pd.DataFrame(narrate_part(gen, users, seed, n), columns=COLUMNS).to_parquet(tmp, index=False)
     os.replace(tmp, path)
-
-
-def batch(cfg: RunConfig, users: str = "all", out: str | None = None, part_size: int = 256, seed: int = 0,
-          n: int = 3, limit: int | None = None, engine: str = "local", ray_address: str | None = None,
-          workers: int = 1, max_batch: int = 64) -> Path:
-    from functools import partial
-
-    from recnarr.inference.generator import load_generator, plan_inputs
-
-    if max_batch < 1:
-        raise ValueError(f"--max-batch must be >= 1, got {max_batch}")
-    # recorded in _config.yaml; every generator of the job (the actors' too) is built from this config
-    cfg = replace(cfg, generation=replace(cfg.generation, max_batch=max_batch))
-
-    folder = Path(out) if out else cfg.stage_dir("batch")
-    folder.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, folder, "_config.yaml")  # the config that made it ("_": Parquet readers skip it)
-    if engine == "ray":
-        return run_ray(partial(load_generator, cfg), folder, users, part_size, seed, n, limit, ray_address, workers,
-                       plan=partial(plan_inputs, cfg))
-    if engine != "local":
-        raise ValueError(f"--engine must be local or ray, got {engine!r}")
-    return run_batch(load_generator(cfg), folder, users, part_size, seed, n, limit)
 
 
 STAGING = "_ray_staging"  # Ray's writer puts each part here (hive-partitioned by part); "_": readers skip it

@@ -222,11 +222,11 @@ def plan_inputs(cfg: RunConfig, checkpoint: str | Path | None = None, mode: str 
     the embedding model: what a batch driver needs to cut the customers into parts and record the job."""
     import json
 
-    from recnarr.data.stages import load_dataset
+    from recnarr.data.run_data import load_dataset
     from recnarr.inference.serving_model import describe_serving_model
 
     ds = load_dataset(cfg)
-    manifest = cfg.stage_dir("index") / "manifest.json"
+    manifest = cfg.layout.index / "manifest.json"
     if not manifest.exists():
         raise FileNotFoundError(f"{manifest.parent} holds no index: run `recnarr index` first")
     _, info = describe_serving_model(cfg, checkpoint, mode or cfg.quantize.mode)
@@ -235,12 +235,12 @@ def plan_inputs(cfg: RunConfig, checkpoint: str | Path | None = None, mode: str 
 
 def load_generator(cfg: RunConfig, checkpoint: str | Path | None = None, mode: str | None = None) -> NarrativeGenerator:
     """Load dataset, index, model (quantized per `mode`, default cfg.quantize.mode) and tokenizer once."""
-    from recnarr.data.stages import load_dataset
+    from recnarr.data.run_data import load_dataset
     from recnarr.data.tokenizer import get_tokenizer
     from recnarr.inference.serving_model import load_serving_model
 
     ds = load_dataset(cfg)
-    recommender = Recommender.from_folder(cfg.stage_dir("index"), ds, cfg.retrieval)
+    recommender = Recommender.from_folder(cfg.layout.index, ds, cfg.retrieval)
     model, info = load_serving_model(cfg, checkpoint, mode or cfg.quantize.mode)
     engine = Engine(model, get_tokenizer())
     versions = {"model": info, "index": recommender.index.manifest, "catalog_checksum": ds.checksum()}

@@ -24,8 +24,7 @@ SHIPPED = REPO_ROOT / "models" / "recnarr-cpu-small"
 
 
 def candidates(cfg: RunConfig, mode: str) -> list[Path]:
-    serving = cfg.stage_dir("serving")
-    return [serving / mode, serving / "merged", SHIPPED]
+    return [cfg.layout.serving(mode), cfg.layout.merged, SHIPPED]
 
 
 def find_checkpoint(cfg: RunConfig, checkpoint: str | Path | None, mode: str) -> Path:
@@ -50,7 +49,7 @@ def find_gguf(cfg: RunConfig, checkpoint: str | Path | None) -> Path:
         if path.suffix != ".gguf" or not path.is_file():
             raise FileNotFoundError(f"{path} is not a .gguf file (the llamacpp backend runs GGUF files)")
         return path
-    folders = [cfg.stage_dir("export") / "gguf", SHIPPED]
+    folders = [cfg.layout.export("gguf"), SHIPPED]
     for folder in folders:
         files = sorted(folder.glob("*.gguf"), key=lambda p: next(
             (i for i, q in enumerate(GGUF_PREFERENCE) if p.stem.endswith(q)), len(GGUF_PREFERENCE)))

@@ -1,4 +1,4 @@
-"""`recnarr verify --preset P FILE.jsonl`: check any copy against the catalog and the customer's records.
+"""Checking any copy against the catalog and the customer's records (`recnarr verify`, recnarr.stages.verify).
 
 Each input line is `{"user_id": ..., "product_id": ..., "text": ...}` (a customer of the run's
 dataset: their whole history may be cited), or `{"history": [{"product_id", "date", "event"}], ...}`
@@ -12,12 +12,9 @@ every text passes, 1 otherwise.
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import asdict
-from pathlib import Path
 from typing import Any, TextIO
 
-from recnarr.config import RunConfig
 from recnarr.inference.grounding import verify
 from recnarr.inference.records import RecordBuilder
 
@@ -58,17 +55,3 @@ def verify_stream(builder: RecordBuilder, lines: TextIO, out: TextIO) -> tuple[i
         checked += 1
         passed += answer["ok"]
     return passed, checked
-
-
-def verify_command(cfg: RunConfig, file: str, **_: Any) -> int:
-    """CLI target: the run's dataset (`<run>/data`), the texts in FILE (`-`: standard input)."""
-    from recnarr.data.stages import load_dataset
-
-    if file != "-" and not Path(file).is_file():
-        raise FileNotFoundError(f"{file}: no such file (one JSON object a line: user_id or history, product_id, "
-                                "text)")
-    builder = RecordBuilder(load_dataset(cfg), cfg.narratives.min_support)
-    with (open(file) if file != "-" else sys.stdin) as f:
-        passed, checked = verify_stream(builder, f, sys.stdout)
-    print(f"verify: {passed} of {checked} texts pass", file=sys.stderr)
-    return 0 if passed == checked else 1

@@ -120,6 +120,11 @@ def _llama_quantize(src: Path, dst: Path, quant: str) -> None:
         raise GGUFError(f"llama_model_quantize({src} -> {dst}, {quant}) failed with code {rc}")
 
 
+def gguf_filename(quant: str) -> str:
+    """The file name `export_gguf` gives a folder's export of weight type `quant`."""
+    return f"model-{quant}.gguf"
+
+
 def export_gguf(ckpt: str | os.PathLike | GPT, path: str | os.PathLike, quant: str = "f32") -> Path:
     """Write `ckpt` (a checkpoint folder, quantized serving folder or a GPT) as one GGUF file.
 
@@ -132,7 +137,7 @@ def export_gguf(ckpt: str | os.PathLike | GPT, path: str | os.PathLike, quant: s
     model = ckpt if isinstance(ckpt, GPT) else load_any(ckpt)
     out = Path(path)
     if out.suffix != ".gguf":
-        out = out / f"model-{quant}.gguf"
+        out = out / gguf_filename(quant)
     out.parent.mkdir(parents=True, exist_ok=True)
     with torch.no_grad(), tempfile.TemporaryDirectory(dir=out.parent, prefix=".gguf-") as tmp:
         if quant in LLAMA_QUANTIZED:
@@ -160,11 +165,3 @@ def read_gguf_config(path: str | os.PathLike) -> dict[str, Any]:
     if field is None:
         raise GGUFError(f"{path}: no {CONFIG_KEY} metadata (not written by `recnarr export --format gguf`)")
     return json.loads(field.contents())
-
-
-def gguf_stage(cfg: Any) -> Path:
-    """The pipeline's gguf stage: <run>/serving/merged -> <run>/export/gguf/model-<quantize.gguf>.gguf."""
-    src = cfg.stage_dir("serving") / "merged"
-    path = export_gguf(src, cfg.stage_dir("export") / "gguf", cfg.quantize.gguf)
-    print(f"gguf: {src} -> {path} ({path.stat().st_size / 2**20:.1f} MB)")
-    return path

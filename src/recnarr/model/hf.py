@@ -1,9 +1,9 @@
-"""Hugging Face GPT-2 export/import, and the `recnarr export` / `recnarr import` commands.
+"""Hugging Face GPT-2 export/import (the `recnarr export` / `recnarr import` commands are in recnarr.stages.export).
 
 HF export writes what `transformers.GPT2LMHeadModel.from_pretrained` loads: GPT-2's `Conv1D` stores
 its weight as (in, out), so the four projection matrices are transposed relative to our `nn.Linear`.
 Kept apart from `model.checkpoint` (the format every other module builds on), so that the format
-imports nothing above it: quantize and GGUF export build on the format, and these commands on all three.
+imports nothing above it: quantize and GGUF export build on the format.
 """
 
 from __future__ import annotations
@@ -25,9 +25,7 @@ from recnarr.model.checkpoint import (
     _read_safetensors,
     _write_json,
     model_state,
-    save_checkpoint,
 )
-from recnarr.model.gguf_export import export_gguf
 from recnarr.model.gpt import GPT, GPTConfig
 from recnarr.model.quantize import load_any
 
@@ -140,53 +138,3 @@ def import_hf(folder: str | os.PathLike) -> GPT:
     except RuntimeError as e:
         raise CheckpointError(f"{weights} does not fit {path}: {e}") from e
     return model
-
-
-# ------------------------------------------------------------------ CLI targets (cli.py COMMANDS)
-EXPORT_FORMATS = ("hf", "gguf")
-IMPORT_FORMATS = {"hf": import_hf}
-
-
-def _default_checkpoint(cfg: Any) -> Path:
-    """The fine-tuned model if the run has one, else the pretrained one."""
-    tried = cfg.layout.exportable()
-    for path in tried:
-        if path.is_dir():
-            return path
-    raise FileNotFoundError(f"no checkpoint at {', '.join(map(str, tried))}: pass --checkpoint PATH")
-
-
-def export_command(cfg: Any, fmt: str = "hf", checkpoint: str | None = None, out: str | None = None,
-                   quant: str = "f32") -> Path:
-    """`recnarr export --format hf|gguf [--quant Q] --checkpoint PATH --out PATH`.
-
-    Defaults: <run>/serving/merged (else <run>/pretrain/best, last) -> <run>/export/<format>. Any checkpoint
-    folder works, a quantized serving folder too (dequantized first: its values, not the fp32 ones).
-    """
-    if fmt not in EXPORT_FORMATS:
-        raise ValueError(f"unknown export format {fmt!r}: expected one of {', '.join(EXPORT_FORMATS)}")
-    src = Path(checkpoint) if checkpoint else _default_checkpoint(cfg)
-    dst = Path(out) if out else cfg.stage_dir("export") / fmt
-    if fmt == "gguf":
-        path = export_gguf(src, dst, quant)
-        print(f"exported {src} -> {path} (gguf {quant}, {path.stat().st_size / 2**20:.1f} MB)")
-        return path
-    if quant != "f32":
-        raise ValueError(f"--quant {quant} applies to --format gguf; the hf export is float32")
-    path = export_hf(src, dst)
-    print(f"exported {src} -> {path} ({fmt})")
-    return path
-
-
-def import_command(cfg: Any, fmt: str = "hf", src: str | None = None, out: str | None = None) -> Path:
-    """`recnarr import --format hf --src PATH --out PATH`: a foreign model -> a recnarr checkpoint folder."""
-    if fmt not in IMPORT_FORMATS:
-        raise ValueError(f"unknown import format {fmt!r}: expected one of {sorted(IMPORT_FORMATS)}")
-    if not src:
-        raise ValueError("--src PATH is required: the folder to import")
-    dst = Path(out) if out else cfg.stage_dir("pretrain") / "imported"
-    model = IMPORT_FORMATS[fmt](src)
-    save_checkpoint(dst, model, meta={"imported_from": str(Path(src).resolve()), "format": fmt, "step": 0,
-                                      "tokenizer": "gpt2"})
-    print(f"imported {src} ({fmt}) -> {dst}")
-    return dst

@@ -1,4 +1,5 @@
-"""CLI targets `recnarr finetune [--fresh | --resume] [--base PATH | --from-scratch] [--compare]` and `recnarr merge`.
+"""Fine-tuning and merging, for `recnarr finetune [--fresh | --resume] [--base PATH | --from-scratch] [--compare]`
+and `recnarr merge` (their entry points are in recnarr.stages.finetune).
 
 finetune reads a base checkpoint (`<run>/pretrain/best`, else `last`, or `--base PATH`; `--from-scratch`
 starts from random weights, the no-pretraining baseline) and the narrative examples
@@ -34,7 +35,6 @@ import os
 import re
 import statistics
 import time
-from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from pathlib import Path
@@ -46,13 +46,11 @@ from omegaconf import OmegaConf
 from recnarr.config import FINETUNE_METHODS, RunConfig, TrainConfig, save_config, to_dict
 from recnarr.data.examples import load_examples
 from recnarr.model import lora
-from recnarr.model.checkpoint import load_model, read_config, read_meta, save_checkpoint
+from recnarr.model.checkpoint import load_model, read_config, read_meta
 from recnarr.model.gpt import GPT
 from recnarr.training.narrative_batches import NarrativeBatches
-from recnarr.training.resume import should_resume
-from recnarr.training.stages import file_sha256
 from recnarr.training.tracking import make_tracker
-from recnarr.training.trainer import Trainer, TrainResult, dist_env, git_commit
+from recnarr.training.trainer import Trainer
 
 METHODS = FINETUNE_METHODS
 
@@ -66,7 +64,7 @@ def base_checkpoint(cfg: RunConfig, base: str | Path | None = None) -> Path:
         return path
     if (path := cfg.layout.pretrained()) is not None:
         return path
-    raise FileNotFoundError(f"no pretrained checkpoint under {cfg.stage_dir('pretrain')}: run `recnarr pretrain`, "
+    raise FileNotFoundError(f"no pretrained checkpoint under {cfg.layout.pretrain}: run `recnarr pretrain`, "
                             "pass --base PATH, or --from-scratch for the no-pretraining baseline")
 
 
@@ -99,73 +97,25 @@ def build_model(cfg: RunConfig, method: str, base: Path | None, rank: int | None
     return model
 
 
-def _save_load_fns(method: str) -> dict[str, Any]:
+def save_load_fns(method: str) -> dict[str, Any]:
     return {} if method == "full" else {"save_fn": lora.save_adapter, "load_fn": lora.load_adapter_weights}
 
 
 def make_batches(cfg: RunConfig, block_size: int, rank: int = 0, world_size: int = 1) -> NarrativeBatches:
     from recnarr.data.tokenizer import get_tokenizer
 
-    folder = cfg.stage_dir("narratives")
+    folder = cfg.layout.narratives
     train, val = load_examples(folder, "train"), load_examples(folder, "val")
     tc = cfg.finetune.train
     return NarrativeBatches(train, val, get_tokenizer(), block_size, tc.batch_size, seed=tc.seed,
                             val_batches=tc.eval_iters, rank=rank, world_size=world_size)
 
 
-def finetune(cfg: RunConfig, resume: bool = False, fresh: bool = False, base: str | None = None,
-             from_scratch: bool = False,
-             method: str | None = None, compare: bool = False, out: str | None = None,
-             callbacks: Sequence[Callable[[Trainer, dict[str, Any]], None]] = (),
-             **_: Any) -> TrainResult | dict[str, Any]:
-    """Fine-tune on the narratives (see the module docstring); `compare=True` runs `compare_methods`.
-    `callbacks` go to the `Trainer` (called after every optimizer step)."""
-    if compare:
-        return compare_methods(cfg, base=base, from_scratch=from_scratch)
-    method = method or cfg.finetune.method
-    if method not in METHODS:
-        raise ValueError(f"unknown fine-tuning method {method!r}: expected one of {', '.join(METHODS)}")
-    env = dist_env()
-    base_path = None if from_scratch else base_checkpoint(cfg, base)
-    out_dir = Path(out) if out else cfg.stage_dir("finetune") / method
-    model = build_model(cfg, method, base_path)
-    batches = make_batches(cfg, model.config.block_size, env.rank, env.world_size)
-    tc = method_train_config(cfg, method)
-    trainable = lora.trainable_parameters(model)
-    meta = {
-        "stage": "finetune", "method": method, "tokenizer": "gpt2",
-        "base": str(base_path) if base_path else None,
-        "base_step": read_meta(base_path).get("step") if base_path else None,
-        "lora": {"r": cfg.finetune.lora_r, "alpha": cfg.finetune.lora_alpha, "dropout": cfg.finetune.lora_dropout,
-                 "targets": list(cfg.finetune.lora_targets)} if method != "full" else None,
-        "narratives_hash": file_sha256(cfg.stage_dir("narratives") / "train.jsonl"),
-        "git_commit": git_commit(), "run_config": to_dict(cfg),
-        "trainable_params": trainable, "params": sum(p.numel() for p in model.parameters()),
-    }
-    resume = should_resume(out_dir, meta, ("finetune",), ("method", "base", "narratives_hash"), fresh=fresh,
-                           require=resume, is_main=env.is_main)
-    if env.is_main:
-        save_config(cfg, out_dir)
-        skipped = sum(batches.skipped.values())
-        print(f"finetune ({method}): {trainable:,} trainable of {meta['params']:,} parameters, "
-              f"{len(batches.train):,} train / {len(batches.val):,} val examples"
-              f"{f' ({skipped} too long for block_size, left out)' if skipped else ''}, "
-              f"base {base_path or 'random init'} -> {out_dir}")
-    tracker = make_tracker(tc.tracking and env.is_main, tc.tracking_uri, tc.experiment)
-    result = Trainer(model, batches, tc, out_dir, meta=meta, tracker=tracker, callbacks=callbacks,
-                     **_save_load_fns(method)).fit(resume)
-    if env.is_main:
-        best = f", best val {result.best_val_loss:.4f}" if result.best_val_loss is not None else ""
-        print(f"finetune {method} {'stopped (' + result.stopped + ')' if result.stopped else 'done'} at step "
-              f"{result.step}: train loss {result.train_loss:.4f}{best}; {out_dir}")
-    return result
-
-
 # ------------------------------------------------------------------ merge
 def trained_folder(cfg: RunConfig, method: str) -> Path:
     if (path := cfg.layout.finetuned(method)) is not None:
         return path
-    raise FileNotFoundError(f"nothing fine-tuned under {cfg.stage_dir('finetune') / method}: run `recnarr finetune` "
+    raise FileNotFoundError(f"nothing fine-tuned under {cfg.layout.finetune(method)}: run `recnarr finetune` "
                             f"(finetune.method={method}) or pass --adapter PATH")
 
 
@@ -179,19 +129,6 @@ def merged_model(folder: Path, base: str | Path | None = None) -> tuple[GPT, dic
         raise FileNotFoundError(f"{folder}: the adapter's base checkpoint {str(base_path) or '(none recorded)'} is "
                                 "not there; pass --base PATH")
     return lora.merge_adapter(load_model(base_path), folder), {**meta, "base": str(base_path)}
-
-
-def merge(cfg: RunConfig, method: str | None = None, adapter: str | None = None, base: str | None = None,
-          out: str | None = None, **_: Any) -> Path:
-    """`recnarr merge`: the fine-tuned model as a plain checkpoint in `<run>/serving/merged/`."""
-    folder = Path(adapter) if adapter else trained_folder(cfg, method or cfg.finetune.method)
-    model, meta = merged_model(folder, base)
-    dst = Path(out) if out else cfg.stage_dir("serving") / "merged"
-    meta = {**meta, "stage": "merge", "merged_from": str(folder), "trainer_state": None}
-    save_checkpoint(dst, model, meta={k: v for k, v in meta.items() if k != "trainer_state"})
-    kind = "adapter merged into " + meta["base"] if (folder / lora.ADAPTER_CONFIG).is_file() else "full checkpoint"
-    print(f"merge: {folder} ({kind}) -> {dst}")
-    return dst
 
 
 # ------------------------------------------------------------------ compare
@@ -231,7 +168,7 @@ def run_variant(cfg_dict: dict[str, Any], variant: str, base: str | None, out: s
     trainer = Trainer(model, batches, tc, Path(out), meta={"stage": "finetune-compare", "variant": variant,
                                                           "method": method, "base": base},
                       tracker=tracker, callbacks=[lambda _t, _m: stamps.append(time.perf_counter())],
-                      **_save_load_fns(method))
+                      **save_load_fns(method))
     t0 = time.perf_counter()
     result = trainer.fit()
     wall = time.perf_counter() - t0
@@ -248,7 +185,7 @@ def run_variant(cfg_dict: dict[str, Any], variant: str, base: str | None, out: s
     }
     # what would be served: adapters merged into the full-precision base
     served = model if method == "full" else merged_model(trainer.last_dir, base)[0]
-    examples = load_examples(cfg.stage_dir("narratives"), "val")
+    examples = load_examples(cfg.layout.narratives, "val")
     if cfg.finetune.eval_examples > 0:
         g = grounding_pass_rate(served, examples, get_tokenizer(), cfg.finetune.eval_examples,
                                 cfg.finetune.eval_max_new_tokens)
@@ -283,7 +220,7 @@ def compare_methods(cfg: RunConfig, base: str | None = None, from_scratch: bool 
     base_path = None if from_scratch else base_checkpoint(cfg, base)
     if from_scratch and any(parse_variant(v)[0] != "full" for v in variants):
         raise ValueError("--compare --from-scratch: only the full variant makes sense without a base")
-    out = cfg.stage_dir("finetune") / "compare"
+    out = cfg.layout.compare
     save_config(cfg, out)
     tc = cfg.finetune.train
     print(f"compare: {', '.join(variants)}; {tc.max_steps} steps of {tc.batch_size} x {tc.grad_accum} examples each, "
@@ -291,14 +228,14 @@ def compare_methods(cfg: RunConfig, base: str | None = None, from_scratch: bool 
     rows = []
     ctx = mp.get_context("spawn")  # a fresh process per variant: its peak memory is its own
     for v in variants:
-        args = (to_dict(cfg), v, str(base_path) if base_path else None, str(cfg.stage_dir("finetune") / "compare-runs" / v))
+        args = (to_dict(cfg), v, str(base_path) if base_path else None, str(cfg.layout.compare_run(v)))
         if fresh_process:
             with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
                 row = pool.submit(run_variant, *args).result()
         else:
             row = run_variant(*args)
         rows.append(row)
-        (cfg.stage_dir("finetune") / "compare-runs" / v / "row.json").write_text(json.dumps(row, indent=2))
+        (cfg.layout.compare_run(v) / "row.json").write_text(json.dumps(row, indent=2))
         g = f", grounding {row['grounding_passed']}/{row['grounding_tried']}" if row.get("grounding_tried") else ""
         print(f"  {v}: val loss {row['val_loss']:.4f}, {row['s_per_step']:.3f} s/step, peak RSS "
               f"{row['peak_rss_mb']:.0f} MB, {row['trainable_params']:,} trainable{g}")

@@ -27,7 +27,7 @@ import torch
 
 from recnarr.data.narratives import END_OF_NARRATIVE
 from recnarr.data.tokenizer import EOT_ID  # <|endoftext|>: END_OF_NARRATIVE
-from recnarr.training.trainer import Batch
+from recnarr.training.batches import Batch
 
 IGNORE = -100  # cross-entropy's ignore_index
 

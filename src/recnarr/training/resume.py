@@ -13,6 +13,7 @@ so kill -9 and the same command again give the same weights as an uninterrupted 
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -24,6 +25,11 @@ from recnarr.model.checkpoint import STATE_JSON, read_meta
 # TrainConfig fields that change neither the weights nor the data order of the steps already taken
 CONTINUABLE = frozenset({"max_steps", "max_minutes", "eval_interval", "log_interval", "ckpt_interval",
                          "progress", "tracking", "tracking_uri", "experiment", "log_checkpoint"})
+
+
+def file_sha256(path: Path) -> str | None:
+    """An input file's identity, recorded in a checkpoint's meta so a rerun sees when it changed."""
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
 
 
 class IncompatibleCheckpoint(ValueError):

@@ -1,9 +1,9 @@
 """One training loop for pretraining and fine-tuning.
 
-The loop takes a model, a `BatchSource` and a `TrainConfig`. Pretraining feeds it `MemmapBatches`
-(random windows of the token memmaps); fine-tuning feeds any other object with the same four methods,
-yielding `Batch(x, y, loss_mask)` where the mask limits the loss to the narrative tokens. Frozen
-parameters (LoRA) are left out of the optimizer; `save_fn`/`load_fn` let fine-tuning store adapters
+The loop takes a model, a `BatchSource` (`training/batches.py`) and a `TrainConfig`. Pretraining feeds it
+`MemmapBatches` (random windows of the token memmaps); fine-tuning feeds any other object with the same
+four methods, yielding `Batch(x, y, loss_mask)` where the mask limits the loss to the narrative tokens.
+Frozen parameters (LoRA) are left out of the optimizer; `save_fn`/`load_fn` let fine-tuning store adapters
 instead of whole models.
 
 What the loop does: AdamW (fused where torch has it; weight decay on 2-D weights only), linear warmup +
@@ -20,145 +20,31 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import random
 import signal
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple, Protocol
+from typing import Any
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
 from recnarr.config import TrainConfig
 from recnarr.model.checkpoint import load_trainer_state, load_weights, read_meta, save_checkpoint
+from recnarr.training.batches import Batch, BatchSource
+from recnarr.training.runtime import (
+    RANK_SEED_STRIDE,
+    dist_env,
+    init_process_group,
+    peak_flops,
+    rng_state,
+    select_device,
+    set_rng_state,
+)
 from recnarr.training.tracking import Tracker
-
-RANK_SEED_STRIDE = 7919  # a prime: each DDP rank's seeds (data order, dropout) stay apart from the others'
-
-
-# ------------------------------------------------------------------ batches
-class Batch(NamedTuple):
-    """Inputs (B, T) and next-token targets (B, T); loss_mask (B, T) 1 where the loss counts, or None."""
-
-    x: Tensor
-    y: Tensor
-    loss_mask: Tensor | None = None
-
-
-class BatchSource(Protocol):
-    """Where the trainer's batches come from (pretraining: `MemmapBatches`; fine-tuning: narrative examples).
-
-    The model is called as `model(x, y, loss_mask, return_logits=False)` and returns `(_, loss)`.
-    `train_batch` advances the data position, which `state_dict`/`load_state_dict` capture (nested dicts
-    of tensors and JSON values, no pickles) so that a resumed run sees the same batches. `val_batches`
-    yields the same batches on every call, so validation losses are comparable across steps.
-    """
-
-    def train_batch(self) -> Batch: ...
-
-    def val_batches(self) -> Iterable[Batch]: ...
-
-    def state_dict(self) -> dict[str, Any]: ...
-
-    def load_state_dict(self, state: dict[str, Any]) -> None: ...
-
-
-class MemmapBatches:
-    """Random windows of `block_size` + 1 tokens from uint16 token files (`<run>/corpus/{train,val}.bin`).
-
-    Each DDP rank draws from its own generator (seed, rank), so ranks see different windows.
-    """
-
-    def __init__(self, train: str | os.PathLike, val: str | os.PathLike | None, block_size: int, batch_size: int,
-                 seed: int = 1337, rank: int = 0, val_iters: int = 20):
-        self.block_size, self.batch_size, self.val_iters = block_size, batch_size, val_iters
-        self.seed, self.rank = seed, rank
-        self.train = self._open(train)
-        self.val = self._open(val) if val is not None else None
-        self.generator = torch.Generator().manual_seed(seed + RANK_SEED_STRIDE * rank)
-        self.served = 0
-
-    def _open(self, path: str | os.PathLike) -> np.memmap:
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: token file not found (build it with `recnarr data corpus`)")
-        data = np.memmap(path, dtype=np.uint16, mode="r")
-        if len(data) < self.block_size + 2:
-            raise ValueError(f"{path}: {len(data)} tokens, fewer than block_size + 2 = {self.block_size + 2}")
-        return data
-
-    def _batch(self, data: np.memmap, generator: torch.Generator) -> Batch:
-        T = self.block_size
-        starts = torch.randint(len(data) - T - 1, (self.batch_size,), generator=generator).tolist()
-        rows = np.stack([np.asarray(data[s : s + T + 1], dtype=np.int64) for s in starts])  # (B, T + 1)
-        xy = torch.from_numpy(rows)
-        return Batch(xy[:, :-1], xy[:, 1:])
-
-    def train_batch(self) -> Batch:
-        self.served += 1
-        return self._batch(self.train, self.generator)
-
-    def val_batches(self) -> Iterator[Batch]:
-        if self.val is None:
-            return
-        g = torch.Generator().manual_seed(self.seed + RANK_SEED_STRIDE * self.rank + 1)
-        for _ in range(self.val_iters):
-            yield self._batch(self.val, g)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"generator": self.generator.get_state(), "served": self.served}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.generator.set_state(state["generator"])
-        self.served = int(state["served"])
-
-
-# ------------------------------------------------------------------ devices, schedule, flops
-@dataclass
-class DistEnv:
-    rank: int = 0
-    local_rank: int = 0
-    world_size: int = 1
-
-    @property
-    def enabled(self) -> bool:
-        return self.world_size > 1
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-
-def dist_env() -> DistEnv:
-    """The torchrun environment (RANK, LOCAL_RANK, WORLD_SIZE); a single process without it."""
-    return DistEnv(int(os.environ.get("RANK", 0)), int(os.environ.get("LOCAL_RANK", 0)),
-                   int(os.environ.get("WORLD_SIZE", 1)))
-
-
-def select_device(name: str = "auto", local_rank: int = 0) -> torch.device:
-    """auto = cuda if available, else mps, else cpu. An explicit device that is not there is an error."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", local_rank)
-        if torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"device {name!r} requested but torch.cuda.is_available() is False")
-        return torch.device("cuda", dev.index if dev.index is not None else local_rank)
-    if dev.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f"device {name!r} requested but torch.backends.mps.is_available() is False")
-    if dev.type not in ("cpu", "cuda", "mps"):
-        raise ValueError(f"unsupported device {name!r}: expected auto, cpu, cuda[:N] or mps")
-    return dev
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -170,36 +56,6 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
         return cfg.min_lr
     progress = (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps)
     return cfg.min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (cfg.lr - cfg.min_lr)
-
-
-# Dense peak FLOP/s per device (datasheets, no sparsity). fp32 = plain fp32 (we do not enable TF32).
-# More specific names first: "H100 PCIe" before "H100". The CPU has no entry: MFU is reported as None
-# there rather than guessed.
-PEAK_FLOPS: list[tuple[str, dict[str, float]]] = [
-    ("H100 PCIe", {"bf16": 756e12, "fp32": 51e12}),
-    ("H100", {"bf16": 989e12, "fp32": 67e12}),
-    ("H200", {"bf16": 989e12, "fp32": 67e12}),
-    ("A100", {"bf16": 312e12, "fp32": 19.5e12}),
-]
-
-
-def peak_flops(device: torch.device, dtype: str) -> float | None:
-    if device.type != "cuda":
-        return None
-    name = torch.cuda.get_device_name(device)
-    for key, peaks in PEAK_FLOPS:
-        if key.lower() in name.lower():
-            return peaks.get(dtype)
-    return None
-
-
-def git_commit() -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=Path(__file__).resolve().parent)
-        return out.stdout.strip() or None if out.returncode == 0 else None
-    except (OSError, subprocess.SubprocessError):
-        return None
 
 
 def build_optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
@@ -216,28 +72,6 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device) ->
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), fused=fused)
 
 
-# ------------------------------------------------------------------ RNG state
-def rng_state(device: torch.device) -> dict[str, Any]:
-    np_state = np.random.get_state()
-    return {
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *map(float, np_state[2:])],
-        "python": [random.getstate()[0], list(random.getstate()[1]), random.getstate()[2]],
-    }
-
-
-def set_rng_state(state: dict[str, Any], device: torch.device) -> None:
-    torch.set_rng_state(state["torch"])
-    if state.get("cuda") is not None and device.type == "cuda":
-        torch.cuda.set_rng_state(state["cuda"], device)
-    name, keys, pos, has_gauss, cached = state["numpy"]
-    np.random.set_state((name, keys.numpy().astype(np.uint32), int(pos), int(has_gauss), float(cached)))
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-
-
-# ------------------------------------------------------------------ the trainer
 @dataclass
 class TrainResult:
     step: int
@@ -249,6 +83,25 @@ class TrainResult:
     best_dir: Path | None
     stopped: str | None = None  # None (reached max_steps) | "signal" | "max_minutes" | "request"
     losses: list[float] = field(default_factory=list)  # train loss of each step run in this call
+
+
+@dataclass
+class _Run:
+    """What one `fit` call carries from step to step (the trainer itself holds what a checkpoint saves)."""
+
+    optimizer: torch.optim.Optimizer
+    train_model: nn.Module  # compiled and/or DDP-wrapped: what the steps run
+    eval_model: nn.Module  # without the DDP wrapper: validation must not sync gradients
+    params: list[nn.Parameter]  # the trainable ones, for gradient clipping
+    flops_per_token: float | None
+    peak_flops: float | None
+    bar: Any = None  # tqdm progress bar, or None (no bar: plain log lines)
+    started: float = 0.0  # time.monotonic() when the loop began, for max_minutes
+    losses: list[float] = field(default_factory=list)
+    train_loss: float | None = None
+    val_loss: float | None = None
+    window_tokens: int = 0  # throughput since the last log line
+    window_time: float = 0.0
 
 
 SaveFn = Callable[[Path, nn.Module, dict[str, Any], dict[str, Any] | None], Any]
@@ -297,7 +150,86 @@ class Trainer:
         """Finish the current step, write `last/`, and return from `fit` (what SIGTERM/SIGINT do)."""
         self._stop = self._stop or reason
 
+    # ---------------------------------------------------------------- the loop
+    def fit(self, resume: bool = False) -> TrainResult:
+        """Train until `max_steps` or a stop request; `resume=True` continues from `last/` exactly."""
+        cfg, env = self.cfg, self.env
+        self._stop = None
+        self._owns_process_group = init_process_group(env, self.device)
+        self.model.to(self.device)
+        self.model.train()
+        optimizer = build_optimizer(self.model, cfg, self.device)
+        self._resume_run_id = None
+        if resume:
+            self._resume(optimizer)
+        else:
+            torch.manual_seed(cfg.seed + RANK_SEED_STRIDE * env.rank)  # dropout etc.; the model was built before
+        run = self._new_run(optimizer)
+        if env.is_main:
+            self.tracker.start({"train": asdict(cfg), **{k: v for k, v in self.meta.items() if k == "run_config"}},
+                               run_name=self.out_dir.name, run_id=self._resume_run_id)
+        run.bar = self._progress_bar()
+        run.started = time.monotonic()
+        status = "FINISHED"
+        try:
+            self._train_loop(run)
+        except BaseException:
+            status = "KILLED" if self._stop == "signal" else "FAILED"
+            raise
+        finally:
+            self._finish(run, status)
+        return TrainResult(step=self.step, tokens_seen=self.tokens_seen, train_loss=run.train_loss,
+                           val_loss=run.val_loss, best_val_loss=self.best_val_loss, last_dir=self.last_dir,
+                           best_dir=self.best_dir if self.best_dir.is_dir() else None,
+                           stopped=self._stop, losses=run.losses)
+
+    def _train_loop(self, run: _Run) -> None:
+        with self._signals():
+            while self.step < self.cfg.max_steps:
+                if self._train_step(run):
+                    return
+
+    def _train_step(self, run: _Run) -> bool:
+        """One optimizer step and what follows it (logs, validation, callbacks, checkpoint); True = stop now."""
+        lr, grad_norm = self._optimization_step(run)
+        metrics: dict[str, Any] = {"step": self.step, "loss": run.train_loss, "lr": lr}
+        if self._due(self.cfg.log_interval):
+            self._log(run, metrics, grad_norm)
+        if run.bar is not None:
+            run.bar.update(1)
+        if self.cfg.eval_interval and self._due(self.cfg.eval_interval):
+            self._validate(run, metrics)
+        for cb in self.callbacks:
+            cb(self, metrics)
+        return self._checkpoint_or_stop(run)
+
+    def _due(self, interval: int) -> bool:
+        """Whether a periodic action (every `interval` steps, and at the last step) happens now."""
+        return self.step % interval == 0 or self.step == self.cfg.max_steps
+
     # ---------------------------------------------------------------- setup helpers
+    def _new_run(self, optimizer: torch.optim.Optimizer) -> _Run:
+        """Compile and/or wrap the model for DDP; the unwrapped `self.model` is what gets saved."""
+        train_model: nn.Module = self.model
+        if self.cfg.compile:
+            train_model = torch.compile(train_model)
+        if self.env.enabled:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            train_model = DDP(train_model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        eval_model = train_model.module if self.env.enabled else train_model
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        fpt = self.model.flops_per_token() if hasattr(self.model, "flops_per_token") else None
+        return _Run(optimizer, train_model, eval_model, params, fpt, peak_flops(self.device, self.cfg.dtype))
+
+    def _progress_bar(self) -> Any:
+        if not (self.cfg.progress and self.env.is_main):
+            return None
+        from tqdm.auto import tqdm
+
+        return tqdm(total=self.cfg.max_steps, initial=self.step, desc=self.out_dir.name, unit="step",
+                    dynamic_ncols=True)
+
     def _autocast(self) -> contextlib.AbstractContextManager:
         if self.cfg.dtype == "bf16":
             return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
@@ -328,16 +260,132 @@ class Trainer:
             for s, h in old.items():
                 signal.signal(s, h)
 
-    def _init_distributed(self) -> None:
-        self._owns_process_group = False
-        if self.env.enabled and not dist.is_initialized():
-            self._owns_process_group = True
-            backend = "nccl" if self.device.type == "cuda" else "gloo"
-            if self.device.type == "cuda":
-                torch.cuda.set_device(self.device)
-            dist.init_process_group(backend=backend)
+    # ---------------------------------------------------------------- one optimisation step
+    def _optimization_step(self, run: _Run) -> tuple[float, Tensor | None]:
+        """Set the LR, accumulate gradients, clip, step; count steps, tokens and time. Returns (lr, grad norm)."""
+        t0 = time.perf_counter()
+        lr = lr_at(self.step, self.cfg)
+        for g in run.optimizer.param_groups:
+            g["lr"] = lr
+        loss_sum, step_tokens = self._accumulate_gradients(run.train_model)
+        grad_norm = None
+        if self.cfg.grad_clip > 0:
+            grad_norm = torch.nn.utils.clip_grad_norm_(run.params, self.cfg.grad_clip)
+        run.optimizer.step()
+        run.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        self.tokens_seen += step_tokens * self.env.world_size
+        run.train_loss = (loss_sum / self.cfg.grad_accum).item()  # (this rank's; exact for resume tests)
+        run.losses.append(run.train_loss)
+        run.window_tokens += step_tokens * self.env.world_size
+        run.window_time += time.perf_counter() - t0
+        return lr, grad_norm
 
-    # ---------------------------------------------------------------- state
+    def _accumulate_gradients(self, model: nn.Module) -> tuple[Tensor, int]:
+        """`grad_accum` forward/backward passes; returns (summed loss, tokens this rank saw)."""
+        loss_sum = torch.zeros((), device=self.device)
+        step_tokens = 0
+        for micro in range(self.cfg.grad_accum):
+            b = self._to_device(self.batches.train_batch())
+            # under DDP, all-reduce gradients on the last micro-batch only
+            last_micro = micro == self.cfg.grad_accum - 1
+            sync = contextlib.nullcontext() if (last_micro or not self.env.enabled) else model.no_sync()
+            with sync:
+                with self._autocast():
+                    _, loss = model(b.x, b.y, b.loss_mask, return_logits=False)
+                (loss / self.cfg.grad_accum).backward()
+            loss_sum += loss.detach().float()
+            step_tokens += b.x.numel()
+        return loss_sum, step_tokens
+
+    # ---------------------------------------------------------------- logging, validation
+    def _log(self, run: _Run, metrics: dict[str, Any], grad_norm: Tensor | None) -> None:
+        """Add throughput, MFU and grad norm to `metrics`; rank 0 tracks them and shows a bar or a line."""
+        tok_s = run.window_tokens / run.window_time if run.window_time > 0 else None
+        fpt, peak = run.flops_per_token, run.peak_flops
+        mfu = fpt * tok_s / (peak * self.env.world_size) if (fpt and tok_s and peak) else None
+        metrics.update(tok_s=tok_s, mfu=mfu, grad_norm=float(grad_norm) if grad_norm is not None else None)
+        run.window_tokens, run.window_time = 0, 0.0
+        if not self.env.is_main:
+            return
+        self.tracker.log_metrics({k: metrics[k] for k in ("loss", "lr", "tok_s", "mfu", "grad_norm")}, self.step)
+        if run.bar is not None:
+            run.bar.set_postfix(loss=f"{run.train_loss:.3f}", tok_s=f"{tok_s:,.0f}" if tok_s else "-",
+                                **({"mfu": f"{mfu:.1%}"} if mfu else {}))
+        else:  # no bar (logs, CI): a plain line, so a long run is never silent
+            print(f"step {self.step}/{self.cfg.max_steps}: loss {run.train_loss:.4f}, lr {metrics['lr']:.2e}, "
+                  f"{tok_s or 0:,.0f} tok/s", flush=True)
+
+    def _validate(self, run: _Run, metrics: dict[str, Any]) -> None:
+        """Validation loss into `metrics` and the tracker; a new best writes `best/` (model only)."""
+        run.val_loss = val_loss = self.evaluate(run.eval_model)
+        metrics["val_loss"] = val_loss
+        if val_loss is None:
+            return
+        if self.env.is_main:
+            self.tracker.log_metrics({"val_loss": val_loss}, self.step)
+            say = run.bar.write if run.bar is not None else print
+            say(f"step {self.step}: train {run.train_loss:.4f}  val {val_loss:.4f}")
+        if self.best_val_loss is None or val_loss < self.best_val_loss:
+            self.best_val_loss = val_loss
+            self._save(self.best_dir, None, run.train_loss, val_loss)
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module | None = None) -> float | None:
+        """Mean loss over the source's validation batches (averaged over ranks); None without any."""
+        model = self.model if model is None else model
+        was_training = model.training
+        model.eval()
+        total, n = torch.zeros((), device=self.device), 0
+        for b in self.batches.val_batches():
+            b = self._to_device(b)
+            with self._autocast():
+                _, loss = model(b.x, b.y, b.loss_mask, return_logits=False)
+            total += loss.float()
+            n += 1
+        model.train(was_training)
+        if self.env.enabled:
+            packed = torch.stack([total, torch.tensor(float(n), device=self.device)])
+            dist.all_reduce(packed)
+            total, n = packed[0], int(packed[1].item())
+        return (total / n).item() if n else None
+
+    # ---------------------------------------------------------------- stopping, checkpoints, state
+    def _checkpoint_or_stop(self, run: _Run) -> bool:
+        """Write `last/` when due or when stopping (max_minutes, signal, request); True = stop now."""
+        if self.cfg.max_minutes is not None and time.monotonic() - run.started > self.cfg.max_minutes * 60:
+            self.request_stop("max_minutes")
+        stop = self._agree_stop()
+        if stop or self._due(self.cfg.ckpt_interval):
+            self._save(self.last_dir, run.optimizer, run.train_loss, run.val_loss)
+        return stop
+
+    def _agree_stop(self) -> bool:
+        """Whether to stop now; under DDP every rank must agree, or the others would hang in all-reduce."""
+        flag = self._stop is not None
+        if self.env.enabled:
+            t = torch.tensor([1.0 if flag else 0.0], device=self.device)
+            dist.all_reduce(t, op=dist.ReduceOp.MAX)
+            flag = bool(t.item())
+            if flag and self._stop is None:
+                self._stop = "signal"
+        return flag
+
+    def _finish(self, run: _Run, status: str) -> None:
+        """Close the bar, end the tracked run (logging the checkpoint after a full run), leave the group."""
+        if run.bar is not None:
+            run.bar.close()
+        if self.env.is_main:
+            if self._stop == "signal" and status == "FINISHED":
+                status = "KILLED"
+            if status == "FINISHED" and self._stop is None and self.cfg.log_checkpoint:
+                art = self.best_dir if self.best_dir.is_dir() else self.last_dir
+                if art.is_dir():
+                    self.tracker.log_artifacts(art, "checkpoint")
+            self.tracker.finish(status)
+        if self._owns_process_group:
+            dist.destroy_process_group()
+
     def _trainer_state(self, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
         mine = {"data": self.batches.state_dict(), "rng": rng_state(self.device)}
         if self.env.enabled:
@@ -384,167 +432,3 @@ class Trainer:
                       "data positions and RNG are reseeded (not an exact continuation)")
             torch.manual_seed(self.cfg.seed + RANK_SEED_STRIDE * self.env.rank + self.step)
         self._resume_run_id = read_meta(folder).get("mlflow_run_id")  # continue the same MLflow run
-
-    # ---------------------------------------------------------------- evaluation
-    @torch.no_grad()
-    def evaluate(self, model: nn.Module | None = None) -> float | None:
-        """Mean loss over the source's validation batches (averaged over ranks); None without any."""
-        model = self.model if model is None else model
-        was_training = model.training
-        model.eval()
-        total, n = torch.zeros((), device=self.device), 0
-        for b in self.batches.val_batches():
-            b = self._to_device(b)
-            with self._autocast():
-                _, loss = model(b.x, b.y, b.loss_mask, return_logits=False)
-            total += loss.float()
-            n += 1
-        model.train(was_training)
-        if self.env.enabled:
-            packed = torch.stack([total, torch.tensor(float(n), device=self.device)])
-            dist.all_reduce(packed)
-            total, n = packed[0], int(packed[1].item())
-        return (total / n).item() if n else None
-
-    # ---------------------------------------------------------------- the loop
-    def fit(self, resume: bool = False) -> TrainResult:
-        cfg, env = self.cfg, self.env
-        self._stop = None
-        self._init_distributed()
-        self.model.to(self.device)
-        self.model.train()
-        optimizer = build_optimizer(self.model, cfg, self.device)
-        self._resume_run_id = None
-        if resume:
-            self._resume(optimizer)
-        else:
-            torch.manual_seed(cfg.seed + RANK_SEED_STRIDE * env.rank)  # dropout etc.; the model was built before
-        train_model: nn.Module = self.model
-        if cfg.compile:
-            train_model = torch.compile(train_model)
-        if env.enabled:
-            from torch.nn.parallel import DistributedDataParallel as DDP
-
-            train_model = DDP(train_model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
-        eval_model = train_model.module if env.enabled else train_model
-
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        fpt = self.model.flops_per_token() if hasattr(self.model, "flops_per_token") else None
-        peak = peak_flops(self.device, cfg.dtype)
-        if env.is_main:
-            self.tracker.start({"train": asdict(cfg), **{k: v for k, v in self.meta.items() if k == "run_config"}},
-                               run_name=self.out_dir.name, run_id=self._resume_run_id)
-        bar = None
-        if cfg.progress and env.is_main:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=cfg.max_steps, initial=self.step, desc=self.out_dir.name, unit="step", dynamic_ncols=True)
-
-        losses: list[float] = []
-        train_loss = val_loss = None
-        started = time.monotonic()
-        window_tokens, window_time = 0, 0.0
-        status = "FINISHED"
-        try:
-            with self._signals():
-                while self.step < cfg.max_steps:
-                    t0 = time.perf_counter()
-                    lr = lr_at(self.step, cfg)
-                    for g in optimizer.param_groups:
-                        g["lr"] = lr
-                    loss_sum = torch.zeros((), device=self.device)
-                    step_tokens = 0
-                    for micro in range(cfg.grad_accum):
-                        b = self._to_device(self.batches.train_batch())
-                        last_micro = micro == cfg.grad_accum - 1
-                        sync = contextlib.nullcontext() if (last_micro or not env.enabled) else train_model.no_sync()
-                        with sync:
-                            with self._autocast():
-                                _, loss = train_model(b.x, b.y, b.loss_mask, return_logits=False)
-                            (loss / cfg.grad_accum).backward()
-                        loss_sum += loss.detach().float()
-                        step_tokens += b.x.numel()
-                    grad_norm = None
-                    if cfg.grad_clip > 0:
-                        grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-                    optimizer.step()
-                    optimizer.zero_grad(set_to_none=True)
-                    self.step += 1
-                    self.tokens_seen += step_tokens * env.world_size
-                    train_loss = (loss_sum / cfg.grad_accum).item()  # (this rank's; exact for resume tests)
-                    losses.append(train_loss)
-                    dt = time.perf_counter() - t0
-                    window_tokens += step_tokens * env.world_size
-                    window_time += dt
-
-                    metrics: dict[str, Any] = {"step": self.step, "loss": train_loss, "lr": lr}
-                    if self.step % cfg.log_interval == 0 or self.step == cfg.max_steps:
-                        tok_s = window_tokens / window_time if window_time > 0 else None
-                        mfu = fpt * tok_s / (peak * env.world_size) if (fpt and tok_s and peak) else None
-                        metrics.update(tok_s=tok_s, mfu=mfu,
-                                       grad_norm=float(grad_norm) if grad_norm is not None else None)
-                        window_tokens, window_time = 0, 0.0
-                        if env.is_main:
-                            self.tracker.log_metrics({k: metrics[k] for k in ("loss", "lr", "tok_s", "mfu", "grad_norm")},
-                                                     self.step)
-                            if bar is not None:
-                                bar.set_postfix(loss=f"{train_loss:.3f}", tok_s=f"{tok_s:,.0f}" if tok_s else "-",
-                                                **({"mfu": f"{mfu:.1%}"} if mfu else {}))
-                            else:  # no bar (logs, CI): a plain line, so a long run is never silent
-                                print(f"step {self.step}/{cfg.max_steps}: loss {train_loss:.4f}, lr {lr:.2e}, "
-                                      f"{tok_s or 0:,.0f} tok/s", flush=True)
-                    if bar is not None:
-                        bar.update(1)
-
-                    if cfg.eval_interval and (self.step % cfg.eval_interval == 0 or self.step == cfg.max_steps):
-                        val_loss = self.evaluate(eval_model)
-                        metrics["val_loss"] = val_loss
-                        if val_loss is not None:
-                            if env.is_main:
-                                self.tracker.log_metrics({"val_loss": val_loss}, self.step)
-                                say = bar.write if bar is not None else print
-                                say(f"step {self.step}: train {train_loss:.4f}  val {val_loss:.4f}")
-                            if self.best_val_loss is None or val_loss < self.best_val_loss:
-                                self.best_val_loss = val_loss
-                                self._save(self.best_dir, None, train_loss, val_loss)
-
-                    for cb in self.callbacks:
-                        cb(self, metrics)
-                    if cfg.max_minutes is not None and time.monotonic() - started > cfg.max_minutes * 60:
-                        self.request_stop("max_minutes")
-                    stop = self._agree_stop()
-                    if stop or self.step % cfg.ckpt_interval == 0 or self.step == cfg.max_steps:
-                        self._save(self.last_dir, optimizer, train_loss, val_loss)
-                    if stop:
-                        break
-        except BaseException:
-            status = "KILLED" if self._stop == "signal" else "FAILED"
-            raise
-        finally:
-            if bar is not None:
-                bar.close()
-            if env.is_main:
-                if self._stop == "signal" and status == "FINISHED":
-                    status = "KILLED"
-                if status == "FINISHED" and self._stop is None and cfg.log_checkpoint:
-                    art = self.best_dir if self.best_dir.is_dir() else self.last_dir
-                    if art.is_dir():
-                        self.tracker.log_artifacts(art, "checkpoint")
-                self.tracker.finish(status)
-            if self._owns_process_group:
-                dist.destroy_process_group()
-        return TrainResult(step=self.step, tokens_seen=self.tokens_seen, train_loss=train_loss, val_loss=val_loss,
-                           best_val_loss=self.best_val_loss, last_dir=self.last_dir,
-                           best_dir=self.best_dir if self.best_dir.is_dir() else None,
-                           stopped=self._stop, losses=losses)
-
-    def _agree_stop(self) -> bool:
-        """Whether to stop now; under DDP every rank must agree, or the others would hang in all-reduce."""
-        flag = self._stop is not None
-        if self.env.enabled:
-            t = torch.tensor([1.0 if flag else 0.0], device=self.device)
-            dist.all_reduce(t, op=dist.ReduceOp.MAX)
-            flag = bool(t.item())
-            if flag and self._stop is None:
-                self._stop = "signal"
-        return flag

