@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from recnarr.choices import STYLES
 from recnarr.config import GenerationConfig, cache_dir
 from recnarr.data.catalog import load_catalog
 from recnarr.data.movielens import load_movielens
@@ -37,7 +38,6 @@ from recnarr.inference.serving_model import SHIPPED
 from recnarr.model.quantize import load_quantized
 
 HOME = Path(__file__).resolve().parents[1] / "tests" / "inference" / "fixtures" / "home"
-STYLES = ("warm", "concise", "premium")
 
 
 def catalogs() -> dict[str, Dataset]:

@@ -69,3 +69,32 @@ def test_a_list_flag_does_not_swallow_the_overrides_after_it(tmp_path, monkeypat
     assert cli.main(["x", "--preset", "tiny", "--only", "int8", "gguf", f"run_dir={tmp_path}", "corpus.max_docs=3"]) == 0
     assert seen["flags"] == {"only": ["int8", "gguf"]} and seen["cfg"].corpus.max_docs == 3
     assert seen["cfg"].run_dir == str(tmp_path)
+
+
+@pytest.mark.parametrize("key,bad", [("quantize.mode", "int3"), ("finetune.method", "adapter"),
+                                     ("quantize.gguf", "q2"), ("generation.backend", "onnx"),
+                                     ("index.index_type", "lsh"), ("quantize.modes", "[int8,int3]")])
+def test_a_closed_choice_refuses_other_values(key, bad):
+    # the message names the value, the allowed ones and the field
+    with pytest.raises(ConfigError, match=r"Invalid value '\w+', expected one of \[") as e:
+        load_config("tiny", [f"{key}={bad}"])
+    assert f"full_key: {key}" in str(e.value)
+
+
+def test_a_choice_is_its_string():
+    from recnarr.choices import QUANT_MODES, QuantMode, check
+
+    cfg = load_config("tiny", ["quantize.mode=int4"])
+    # StrEnum: comparisons, f-strings, paths and the recorded YAML see the plain value
+    assert cfg.quantize.mode == "int4" and f"{cfg.quantize.mode}" == "int4" and QUANT_MODES[3] == "int4"
+    assert "mode: int4" in save_config_text(cfg)
+    assert check(QuantMode, "nf4", "mode") == "nf4"
+    with pytest.raises(ValueError, match=r"unknown mode 'fp8': expected one of none, bf16, int8, int4, nf4"):
+        check(QuantMode, "fp8", "mode")
+
+
+def save_config_text(cfg) -> str:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        return save_config(cfg, d).read_text()

@@ -70,3 +70,10 @@ FINETUNE_METHODS = values(FinetuneMethod)
 GGUF_QUANTS = values(GgufQuant)
 BACKENDS = values(Backend)
 INDEX_TYPES = values(IndexType)
+
+
+def check(choice: type[StrEnum], value: str, what: str, error: type[ValueError] = ValueError) -> str:
+    """`value` if it is one of `choice`, else an error that names the field and the allowed values."""
+    if value not in values(choice):
+        raise error(f"unknown {what} {value!r}: expected one of {', '.join(values(choice))}")
+    return value

@@ -15,7 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from recnarr.config import FINETUNE_METHODS, QUANT_MODES, STYLES, ConfigError, load_config
+from recnarr.choices import BACKENDS, FINETUNE_METHODS, GGUF_QUANTS, QUANT_MODES, STYLES
+from recnarr.config import ConfigError, load_config
 
 
 @dataclass
@@ -71,7 +72,7 @@ COMMANDS: list[Command] = [
             "file, tokenizer included)",
             "recnarr.stages.export:export_command",
             [opt("--format", dest="fmt", choices=["hf", "gguf"], default="hf", help="output format"),
-             opt("--quant", default="f32", choices=["f32", "f16", "q8_0", "q4_0", "q4_k_m"],
+             opt("--quant", default="f32", choices=GGUF_QUANTS,
                  help="gguf weight type (q4_0 / q4_k_m use llama.cpp's quantizer: the llamacpp extra)"),
              opt("--checkpoint", default=None,
                  help="checkpoint folder (default: <run>/serving/merged, else <run>/pretrain/best, last)"),
@@ -128,7 +129,7 @@ COMMANDS: list[Command] = [
              opt("--checkpoint", default=None, help="model folder (default: the run's serving model)"),
              opt("--mode", default=None, choices=QUANT_MODES,
                  help="quantization (default: quantize.mode)"),
-             opt("--backend", default=None, choices=["torch", "llamacpp"],
+             opt("--backend", default=None, choices=BACKENDS,
                  help="llamacpp: serve a GGUF file (--checkpoint FILE.gguf, else <run>/export/gguf, else shipped)")]),
     Command("batch", "recommendations + a verified narrative for every customer (or a segment, or a list), "
             "batched, resumable -> <run>/batch/part-*.parquet",

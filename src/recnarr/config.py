@@ -17,12 +17,8 @@ import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError, ValidationError
 
+from recnarr.choices import Backend, FinetuneMethod, GgufQuant, IndexType, QuantMode, Style
 from recnarr.model.gpt import GPTConfig
-
-# the closed choices, listed once (the CLI's choices, settings and stages import them from here)
-QUANT_MODES = ("none", "bf16", "int8", "int4", "nf4")  # recnarr.model.quantize
-STYLES = ("warm", "concise", "premium")  # a narrative's tone
-FINETUNE_METHODS = ("lora", "qlora", "full")
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 
@@ -101,7 +97,7 @@ class TrainConfig:
 class FinetuneConfig:
     """`recnarr finetune`: LoRA / QLoRA / full fine-tuning on narrative examples."""
 
-    method: str = "lora"  # lora | qlora | full
+    method: FinetuneMethod = FinetuneMethod.lora
     lora_r: int = 16
     lora_alpha: int = 32
     lora_dropout: float = 0.05
@@ -123,7 +119,7 @@ class IndexConfig:
     """`recnarr index`: product embeddings and the FAISS index."""
 
     embed_model: str = "all-MiniLM-L6-v2"
-    index_type: str = "flat"  # flat (exact inner product) | hnsw | ivfpq
+    index_type: IndexType = IndexType.flat  # flat (exact inner product) | hnsw | ivfpq
     hnsw_m: int = 32
     hnsw_ef_construction: int = 200
     hnsw_ef_search: int = 64
@@ -190,7 +186,7 @@ class NarrativeConfig:
 
     pairs_per_user: int = 4
     max_history: int = 4  # past purchases shown in the prompt
-    tones: list[str] = field(default_factory=lambda: list(STYLES))
+    tones: list[Style] = field(default_factory=lambda: list(Style))
     heldout_product_fraction: float = 0.1  # products never seen in fine-tuning (test)
     max_users: int | None = None
     seed: int = 1337
@@ -201,10 +197,10 @@ class NarrativeConfig:
 class QuantizeConfig:
     """`recnarr quantize`: the one quantization switch (recnarr.model.quantize)."""
 
-    mode: str = "int8"  # none | bf16 | int8 | int4 | nf4: what the generator serves
+    mode: QuantMode = QuantMode.int8  # what the generator serves
     group_size: int = 32  # int4: weights per (scale, zero) group along the input dimension
     # `recnarr quantize`: every mode written to <run>/serving/<mode>/ and measured in the table
-    modes: list[str] = field(default_factory=lambda: list(QUANT_MODES))
+    modes: list[QuantMode] = field(default_factory=lambda: list(QuantMode))
     bench_prompt_tokens: int = 200
     bench_new_tokens: int = 120
     bench_repeats: int = 3  # decode timing: best of this many runs
@@ -213,7 +209,7 @@ class QuantizeConfig:
     eval_examples: int = 16  # narrative val prompts generated for the grounding pass rate (0: skip)
     # the pipeline's gguf stage: <run>/export/gguf/model-<gguf>.gguf of the merged model, for llama.cpp
     # (f32 | f16 | q8_0 need only the gguf package; q4_0 | q4_k_m need the llamacpp extra)
-    gguf: str = "q8_0"
+    gguf: GgufQuant = GgufQuant.q8_0
 
 
 @dataclass
@@ -230,7 +226,7 @@ class GenerationConfig:
     max_retries: int = 2  # a sentence the verifier rejects is rolled back and sampled again this many times
     max_batch: int = 16  # narratives decoded together in one session (continuous batching)
     # torch: recnarr's GPT (any quantize.mode); llamacpp: a GGUF file run by llama.cpp (the llamacpp extra)
-    backend: str = "torch"
+    backend: Backend = Backend.torch
 
 
 @dataclass
@@ -337,7 +333,7 @@ def load_config(preset: str = "base", overrides: list[str] | None = None) -> Run
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:
-    return OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)
+    return OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True, enum_to_str=True)
 
 
 def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:

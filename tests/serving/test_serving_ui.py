@@ -25,6 +25,12 @@ def test_ui_imports_nothing_from_recnarr():
     assert not [m for m in modules if m.startswith("recnarr")], modules
 
 
+def test_ui_offers_the_styles_the_api_takes():
+    from recnarr.choices import STYLES
+
+    assert ui.STYLES == STYLES
+
+
 def test_parse_sse():
     lines = ["event: products", 'data: {"products": []}', "", ": ping", "", "event: token", 'data: {"text":',
              'data:  " hi"}', "", 'data: {"x": 1}']

@@ -14,7 +14,7 @@ from __future__ import annotations
 import random
 from dataclasses import asdict, dataclass
 
-from recnarr.config import STYLES
+from recnarr.choices import STYLES
 from recnarr.data.claims import MIN_SUPPORT, Pair, money, month_year, relation, slot_values
 from recnarr.data.schema import CATEGORY_SEP, Product
 

@@ -21,7 +21,9 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from recnarr.config import STYLES, GenerationConfig, RunConfig
+from recnarr import choices
+from recnarr.choices import Style
+from recnarr.config import GenerationConfig, RunConfig
 from recnarr.data.claims import fill, slot_values
 from recnarr.data.narratives import END_OF_NARRATIVE, NarrativeRecord, format_prompt
 from recnarr.data.schema import Dataset
@@ -147,8 +149,7 @@ class NarrativeGenerator:
         pieces join to the final narrative's text, exactly. cooperative: yield `Tick` where a decode
         step is needed and leave the stepping to the caller (`step`), so that many requests decode in
         one batch."""
-        if style not in STYLES:
-            raise ValueError(f"style must be one of {STYLES}, got {style!r}")
+        choices.check(Style, style, "style")
         t0 = time.perf_counter()
         items, recs = self.retrieve(user_id, history, text, filters, n)
         t_retrieval = time.perf_counter() - t0

@@ -78,7 +78,7 @@ def unflatten_state(skeleton: Any, tensors: dict[str, Tensor]) -> Any:
 
 
 # ------------------------------------------------------------------ files
-def _read_safetensors(path: Path) -> dict[str, Tensor]:
+def read_safetensors(path: Path) -> dict[str, Tensor]:
     if not path.is_file():
         raise CheckpointError(f"{path}: file not found")
     try:
@@ -193,10 +193,20 @@ def save_checkpoint(
 ) -> Path:
     """Write a checkpoint folder atomically. `trainer_state` is any nested dict of tensors and JSON values
     (optimizer state_dict, RNG states, the batch source's position); `meta` must be JSON-able."""
+    return write_folder(folder, {MODEL_FILE: model_state(model)}, {CONFIG_FILE: asdict(model.config),
+                                                                   META_FILE: meta or {}}, trainer_state)
+
+
+def write_folder(folder: str | os.PathLike, weights: dict[str, dict[str, Tensor]], files: dict[str, Any],
+                 trainer_state: dict[str, Any] | None = None, weights_meta: dict[str, str] | None = None) -> Path:
+    """Every kind of checkpoint folder (a model, an adapter, a quantized model) written the same way:
+    safetensors files and JSON files in a temporary folder renamed into place, so a kill mid-write leaves
+    the old folder or the new one, never half of one."""
     with atomic_folder(folder) as tmp:
-        save_file(model_state(model), str(tmp / MODEL_FILE), metadata={"format": "pt"})
-        _write_json(tmp / CONFIG_FILE, asdict(model.config))
-        _write_json(tmp / META_FILE, meta or {})
+        for name, tensors in weights.items():
+            save_file(tensors, str(tmp / name), metadata={"format": "pt", **(weights_meta or {})})
+        for name, obj in files.items():
+            _write_json(tmp / name, obj)
         if trainer_state is not None:
             write_trainer_state(tmp, trainer_state)
     return Path(folder)
@@ -243,7 +253,7 @@ def load_weights(folder: str | os.PathLike, model: torch.nn.Module) -> None:
     """Load `folder/model.safetensors` into an existing model, strictly (every key, every shape)."""
     folder = Path(folder)
     _recover_if_needed(folder)
-    sd = _read_safetensors(folder / MODEL_FILE)
+    sd = read_safetensors(folder / MODEL_FILE)
     if "transformer.wte.weight" in sd and TIED_KEY in model.state_dict():
         sd[TIED_KEY] = sd["transformer.wte.weight"]
     try:
@@ -274,7 +284,7 @@ def load_trainer_state(folder: str | os.PathLike) -> dict[str, Any] | None:
     if not (folder / STATE_JSON).exists() and not (folder / STATE_TENSORS).exists():
         return None
     skeleton = _read_json(folder / STATE_JSON)
-    tensors = _read_safetensors(folder / STATE_TENSORS)
+    tensors = read_safetensors(folder / STATE_TENSORS)
     try:
         return unflatten_state(skeleton, tensors)
     except (KeyError, TypeError, ValueError) as e:

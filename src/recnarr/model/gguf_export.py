@@ -22,9 +22,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from recnarr import choices
+from recnarr.choices import GgufQuant
 from recnarr.model.gpt import GPT
 
-GGUF_QUANTS = ("f32", "f16", "q8_0", "q4_0", "q4_k_m")
 LLAMA_QUANTIZED = {"q4_0": 2, "q4_k_m": 15}  # llama.cpp's LLAMA_FTYPE_MOSTLY_* for llama_model_quantize
 CONFIG_KEY = "recnarr.config"  # our GPTConfig + source, as JSON: the file records what made it
 
@@ -34,9 +35,7 @@ class GGUFError(ValueError):
 
 
 def check_quant(quant: str) -> str:
-    if quant not in GGUF_QUANTS:
-        raise GGUFError(f"unknown GGUF quantization {quant!r}: expected one of {', '.join(GGUF_QUANTS)}")
-    return quant
+    return choices.check(GgufQuant, quant, "GGUF quantization", GGUFError)
 
 
 def _tensor_type(gguf: Any, gguf_name: str, shape: tuple[int, ...], quant: str) -> Any:

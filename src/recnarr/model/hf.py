@@ -22,9 +22,9 @@ from recnarr.model.checkpoint import (
     TIED_KEY,
     CheckpointError,
     _read_json,
-    _read_safetensors,
     _write_json,
     model_state,
+    read_safetensors,
 )
 from recnarr.model.gpt import GPT, GPTConfig
 from recnarr.model.quantize import load_any
@@ -122,7 +122,7 @@ def import_hf(folder: str | os.PathLike) -> GPT:
     weights = folder / MODEL_FILE
     if not weights.exists() and (folder / "pytorch_model.bin").exists():
         raise CheckpointError(f"{folder}: only pytorch_model.bin (a pickle) found; re-save it with safe_serialization")
-    sd = _read_safetensors(weights)
+    sd = read_safetensors(weights)
     sd = {k if k.startswith(("transformer.", "lm_head.")) else f"transformer.{k}": v for k, v in sd.items()}
     sd = {k: v for k, v in sd.items() if not k.endswith((".attn.bias", ".attn.masked_bias"))}  # old causal buffers
     for k in list(sd):

@@ -34,10 +34,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
 from torch import nn
 
-from recnarr.model.checkpoint import META_FILE, CheckpointError, atomic_folder, write_trainer_state
+from recnarr.model.checkpoint import META_FILE, CheckpointError, read_safetensors, write_folder
 from recnarr.model.gpt import GPT
 from recnarr.model.quantize import quantize
 
@@ -153,10 +152,6 @@ def adapter_state(model: GPT) -> dict[str, torch.Tensor]:
     return out
 
 
-def _write_json(path: Path, obj: Any) -> None:
-    path.write_text(json.dumps(obj, indent=2))
-
-
 def save_adapter(folder: str | os.PathLike, model: GPT, meta: dict[str, Any] | None = None,
                  trainer_state: dict[str, Any] | None = None) -> Path:
     """Write only the adapter (PEFT format) + meta.json (+ trainer state), atomically (temporary folder
@@ -164,13 +159,9 @@ def save_adapter(folder: str | os.PathLike, model: GPT, meta: dict[str, Any] | N
     config = model.peft_config[ADAPTER].to_dict()
     config["target_modules"] = sorted(config["target_modules"])  # a set in memory; sorted for stable files
     config["peft_type"], config["task_type"] = "LORA", None
-    with atomic_folder(folder) as tmp:
-        save_file(adapter_state(model), str(tmp / ADAPTER_WEIGHTS), metadata={"format": "pt"})
-        _write_json(tmp / ADAPTER_CONFIG, json.loads(json.dumps(config, default=str)))
-        _write_json(tmp / META_FILE, meta or {})
-        if trainer_state is not None:
-            write_trainer_state(tmp, trainer_state)
-    return Path(folder)
+    return write_folder(folder, {ADAPTER_WEIGHTS: adapter_state(model)},
+                        {ADAPTER_CONFIG: json.loads(json.dumps(config, default=str)), META_FILE: meta or {}},
+                        trainer_state)
 
 
 def read_adapter_config(folder: str | os.PathLike) -> Any:
@@ -193,12 +184,7 @@ def load_adapter_weights(folder: str | os.PathLike, model: GPT) -> None:
     """Copy `folder/adapter_model.safetensors` into the model's (already injected) adapter, exactly: every
     adapter tensor of the model must be in the file with its shape, and nothing else. The trainer's `load_fn`."""
     path = Path(folder) / ADAPTER_WEIGHTS
-    if not path.is_file():
-        raise CheckpointError(f"{path}: file not found")
-    try:
-        stored = load_file(str(path))
-    except Exception as e:  # noqa: BLE001 - safetensors raises several types for a bad file
-        raise CheckpointError(f"{path}: not a readable safetensors file ({e})") from e
+    stored = read_safetensors(path)
     ours = _adapter_params(model)
     missing, unexpected = sorted(set(ours) - set(stored)), sorted(set(stored) - set(ours))
     if missing or unexpected:

@@ -40,31 +40,30 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from recnarr.config import QUANT_MODES
+from recnarr import choices
+from recnarr.choices import QUANT_MODES, QuantMode
 from recnarr.model.checkpoint import (
     CONFIG_FILE,
     META_FILE,
     MODEL_FILE,
     CheckpointError,
-    atomic_folder,
     model_state,
     read_config,
+    read_safetensors,
+    write_folder,
 )
 from recnarr.model.gpt import GPT
 
-MODES = QUANT_MODES
+MODES = QUANT_MODES  # every mode, in the order the quantize table lists them
 QUANT_FILE = "quantization.json"
 FORMAT_VERSION = 1
 INT4_N_MULTIPLE = 16  # the CPU int4 kernel wants the output dimension in multiples of 16 (lm_head is padded)
 
 
 def check_mode(mode: str) -> str:
-    if mode not in MODES:
-        raise ValueError(f"unknown quantization mode {mode!r}: expected one of {', '.join(MODES)}")
-    return mode
+    return choices.check(QuantMode, mode, "quantization mode")
 
 
 # ------------------------------------------------------------------ int8: per-row weights, dynamic activations
@@ -340,12 +339,9 @@ def save_quantized(model: GPT, folder: str | os.PathLike, meta: dict[str, Any] |
     nf4: save right after `quantize`. On a CPU, bitsandbytes re-lays a 4-bit layer out for inference on
     its first eval-mode forward and undoes that (not bit-exactly) when asked for its state."""
     q = getattr(model, "quantization", {"mode": "none", "group_size": None, "head": None})
-    with atomic_folder(folder) as tmp:
-        save_file(quantized_state(model), str(tmp / MODEL_FILE), metadata={"format": "pt", "quantization": q["mode"]})
-        (tmp / CONFIG_FILE).write_text(json.dumps(asdict(model.config), indent=2))
-        (tmp / QUANT_FILE).write_text(json.dumps({**q, "format_version": FORMAT_VERSION}, indent=2))
-        (tmp / META_FILE).write_text(json.dumps(meta or {}, indent=2))
-    return Path(folder)
+    return write_folder(folder, {MODEL_FILE: quantized_state(model)},
+                        {CONFIG_FILE: asdict(model.config), QUANT_FILE: {**q, "format_version": FORMAT_VERSION},
+                         META_FILE: meta or {}}, weights_meta={"quantization": q["mode"]})
 
 
 def read_quantization(folder: str | os.PathLike) -> dict[str, Any]:
@@ -378,12 +374,7 @@ def load_quantized(folder: str | os.PathLike) -> GPT:
         raise CheckpointError(f"{folder}: no checkpoint folder here")
     cfg, q = read_config(folder), read_quantization(folder)
     path = folder / MODEL_FILE
-    if not path.is_file():
-        raise CheckpointError(f"{path}: file not found")
-    try:
-        sd = load_file(str(path))
-    except Exception as e:  # noqa: BLE001 - safetensors raises several types for a bad file
-        raise CheckpointError(f"{path}: not a readable safetensors file ({e})") from e
+    sd = read_safetensors(path)
     with torch.device("meta"):
         model = GPT(cfg)
     mode = q["mode"]

@@ -44,6 +44,8 @@ import faiss
 import numpy as np
 import pandas as pd
 
+from recnarr import choices
+from recnarr.choices import IndexType
 from recnarr.config import IndexConfig
 from recnarr.data.schema import PRODUCT_COLUMNS, Dataset, Product, UnknownProduct, product_from_row
 from recnarr.retrieval.embedder import (
@@ -54,7 +56,6 @@ from recnarr.retrieval.embedder import (
     text_key,
 )
 
-INDEX_TYPES = ("flat", "hnsw", "ivfpq")
 FORMAT_VERSION = 1
 _JSON_COLUMNS = ("category", "attributes")
 
@@ -94,8 +95,7 @@ class ProductIndex:
         index: faiss.Index | None = None,
         next_id: int | None = None,
     ):
-        if cfg.index_type not in INDEX_TYPES:
-            raise ValueError(f"unknown index_type {cfg.index_type!r}: expected one of {INDEX_TYPES}")
+        choices.check(IndexType, cfg.index_type, "index_type")
         if len(products) != len(vectors):
             raise ValueError(f"{len(products)} products but {len(vectors)} vectors")
         self.cfg = cfg

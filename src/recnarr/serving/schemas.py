@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from recnarr.inference.generator import STYLES
+from recnarr.choices import STYLES
 
 MAX_ID = 64
 MAX_TEXT = 500

@@ -17,9 +17,8 @@ from typing import Annotated, Any
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from recnarr.config import QUANT_MODES
-
-QUANTIZE_MODES = QUANT_MODES  # the settings' name for them
+from recnarr import choices
+from recnarr.choices import QuantMode
 
 log = logging.getLogger("recnarr.serving")
 
@@ -89,9 +88,7 @@ class Settings(BaseSettings):
     @field_validator("quantize")
     @classmethod
     def _mode(cls, value: str | None) -> str | None:
-        if value is not None and value not in QUANTIZE_MODES:
-            raise ValueError(f"quantize must be one of {QUANTIZE_MODES}, got {value!r}")
-        return value
+        return None if value is None else choices.check(QuantMode, value, "quantize mode")
 
     @field_validator("generator_factory")
     @classmethod

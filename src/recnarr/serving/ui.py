@@ -20,6 +20,8 @@ import httpx
 import streamlit as st
 
 DEFAULT_API = "http://127.0.0.1:8000"
+# the API's styles (recnarr.choices.STYLES): the UI talks to the API only over HTTP, so it imports nothing of
+# recnarr; tests/serving/test_serving_ui.py checks the two lists agree
 STYLES = ("warm", "concise", "premium")
 TIMING_LABELS = (("queue", "queue"), ("retrieval", "retrieval"), ("generate", "generate"), ("verify", "verify"),
                  ("total", "total"))

@@ -8,11 +8,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from recnarr import choices
+from recnarr.choices import FinetuneMethod
 from recnarr.config import RunConfig, save_config, to_dict
 from recnarr.model import lora
 from recnarr.model.checkpoint import read_meta, save_checkpoint
 from recnarr.training.finetune import (
-    METHODS,
     base_checkpoint,
     build_model,
     compare_methods,
@@ -38,8 +39,7 @@ def finetune(cfg: RunConfig, resume: bool = False, fresh: bool = False, base: st
     if compare:
         return compare_methods(cfg, base=base, from_scratch=from_scratch)
     method = method or cfg.finetune.method
-    if method not in METHODS:
-        raise ValueError(f"unknown fine-tuning method {method!r}: expected one of {', '.join(METHODS)}")
+    choices.check(FinetuneMethod, method, "fine-tuning method")
     env = dist_env()
     base_path = None if from_scratch else base_checkpoint(cfg, base)
     out_dir = Path(out) if out else cfg.layout.finetune(method)

@@ -43,7 +43,9 @@ from typing import Any
 import torch
 from omegaconf import OmegaConf
 
-from recnarr.config import FINETUNE_METHODS, RunConfig, TrainConfig, save_config, to_dict
+from recnarr import choices
+from recnarr.choices import FinetuneMethod
+from recnarr.config import RunConfig, TrainConfig, save_config, to_dict
 from recnarr.data.examples import load_examples
 from recnarr.model import lora
 from recnarr.model.checkpoint import load_model, read_config, read_meta
@@ -51,8 +53,6 @@ from recnarr.model.gpt import GPT
 from recnarr.training.narrative_batches import NarrativeBatches
 from recnarr.training.tracking import make_tracker
 from recnarr.training.trainer import Trainer
-
-METHODS = FINETUNE_METHODS
 
 
 def base_checkpoint(cfg: RunConfig, base: str | Path | None = None) -> Path:
@@ -79,8 +79,7 @@ def method_train_config(cfg: RunConfig, method: str) -> TrainConfig:
 
 def build_model(cfg: RunConfig, method: str, base: Path | None, rank: int | None = None) -> GPT:
     """The model to fine-tune: the base (or a random init if `base` is None) with adapters for lora/qlora."""
-    if method not in METHODS:
-        raise ValueError(f"unknown fine-tuning method {method!r}: expected one of {', '.join(METHODS)}")
+    choices.check(FinetuneMethod, method, "fine-tuning method")
     if base is None and method != "full":
         raise ValueError(f"--from-scratch with method={method}: adapters on random weights learn little and "
                          "cannot be merged reproducibly; the no-pretraining baseline is method=full")
