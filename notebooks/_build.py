@@ -210,7 +210,7 @@ from recnarr.stages.finetune import finetune
 # touches the run's own checkpoints
 side = Path(tempfile.mkdtemp())
 for stage in ("data", "corpus", "index", "narratives"):
-    os.symlink(cfg.stage_dir(stage).resolve(), side / stage)
+    os.symlink(cfg.layout.stage(stage).resolve(), side / stage)
 uri = f"sqlite:///{side}/mlruns.db"
 over = [f"run_dir={side}", "pretrain.max_steps=10", "finetune.train.max_steps=10",
         f"pretrain.tracking_uri={uri}", f"finetune.train.tracking_uri={uri}", "pretrain.tracking=true", "finetune.train.tracking=true"]

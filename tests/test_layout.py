@@ -21,7 +21,7 @@ def test_best_then_last_and_the_marker(tmp_path):
 def test_the_config_and_the_stages_use_one_layout(tmp_path):
     cfg = load_config("tiny", [f"run_dir={tmp_path}"])
     lay = cfg.layout
-    assert lay == RunLayout(tmp_path) and cfg.stage_dir("index") == lay.stage("index") == tmp_path / "index"
+    assert lay == RunLayout(tmp_path) and lay.index == lay.stage("index") == tmp_path / "index"
     assert lay.finetune("lora") == tmp_path / "finetune" / "lora" and lay.serving("int8") == tmp_path / "serving" / "int8"
     assert lay.exportable() == [tmp_path / "serving" / "merged", tmp_path / "pretrain" / "best",
                                 tmp_path / "pretrain" / "last"]

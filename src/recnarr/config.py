@@ -284,9 +284,6 @@ class RunConfig:
 
         return RunLayout(Path(self.run_dir))
 
-    def stage_dir(self, stage: str) -> Path:
-        return self.layout.stage(stage)
-
 
 def preset_path(preset: str) -> Path:
     """A preset name (`base`, `cpu-small`) or a path to a YAML file."""

@@ -29,7 +29,7 @@ def cfg(tmp_path, fixtures, shared_cache):
 
 def test_prepare_then_skip(cfg, capsys):
     result = stages.prepare(cfg)
-    data_dir, corpus_dir = cfg.stage_dir("data"), cfg.stage_dir("corpus")
+    data_dir, corpus_dir = cfg.layout.data, cfg.layout.corpus
     for f in ("products.parquet", "users.parquet", "interactions.parquet", "manifest.json", "config.yaml"):
         assert (data_dir / f).exists(), f
     for f in ("train.bin", "val.bin", "manifest.json", "config.yaml"):
@@ -54,16 +54,16 @@ def test_prepare_then_skip(cfg, capsys):
 
 def test_other_data_settings_never_overwrite_a_run_silently(cfg):
     stages.load(cfg)
-    first = json.loads((cfg.stage_dir("data") / "manifest.json").read_text())
+    first = json.loads((cfg.layout.data / "manifest.json").read_text())
     cfg.data.holdout_val = 0
     with pytest.raises(run_data.DataMismatch, match=r"data\.holdout_val: the run has 1, this command asks for 0"):
         run_data.load_dataset(cfg)
     with pytest.raises(run_data.DataMismatch):
         stages.load(cfg)
-    assert json.loads((cfg.stage_dir("data") / "manifest.json").read_text()) == first  # untouched
+    assert json.loads((cfg.layout.data / "manifest.json").read_text()) == first  # untouched
     ds = stages.load(cfg, replace_data=True)  # asked for explicitly: rebuilt
     assert "val" not in set(ds.interactions["split"])
-    assert json.loads((cfg.stage_dir("data") / "manifest.json").read_text())["fingerprint"] != first["fingerprint"]
+    assert json.loads((cfg.layout.data / "manifest.json").read_text())["fingerprint"] != first["fingerprint"]
 
 
 def test_a_later_command_reuses_the_runs_data_and_refuses_other_data(cfg, fixtures, capsys):
@@ -71,7 +71,7 @@ def test_a_later_command_reuses_the_runs_data_and_refuses_other_data(cfg, fixtur
     custom = ["data.dataset=custom", f"data.catalog={fixtures / 'products.csv'}",
               f"data.interactions={fixtures / 'interactions.csv'}"]
     assert main(["data", "load", "--preset", "tiny", *run, *custom]) == 0
-    manifest = cfg.stage_dir("data") / "manifest.json"
+    manifest = cfg.layout.data / "manifest.json"
     made = manifest.read_text()
     capsys.readouterr()
     # a later stage without the data.* overrides: the run's catalog, not the preset's Superstore

@@ -125,27 +125,27 @@ def write_run(root: Path, checkpoints: bool = True) -> RunConfig:
     ])
     ds = dataset()
     ds.meta["fingerprint"] = data_fingerprint(cfg)
-    ds.save(cfg.stage_dir("data"))
+    ds.save(cfg.layout.data)
     p = ds.products
     texts = [f"{t} {b or ''} {' '.join(c)}" for t, b, c in zip(p["title"], p["brand"], p["category"], strict=True)]
     index = ProductIndex.build(p, IndexConfig(embed_model="hashed-test", index_type="flat", progress=False),
                                vectors=hashed_vectors(texts))
-    index.save(cfg.stage_dir("index"))
+    index.save(cfg.layout.index)
     writer = Writer(0)
-    folder = cfg.stage_dir("narratives")
+    folder = cfg.layout.narratives
     folder.mkdir(parents=True, exist_ok=True)
     lines = [json.dumps({"record": r.to_json(), "prompt": format_prompt(r), "target": writer.write(r)})
              for r in records(ds)]
     (folder / "test.jsonl").write_text("\n".join(lines) + "\n")
     if checkpoints:
         torch.manual_seed(0)
-        pre = cfg.stage_dir("pretrain") / "best"
+        pre = cfg.layout.pretrain / "best"
         save_checkpoint(pre, GPT(MODEL), meta={"stage": "pretrain", "step": 20, "train_loss": 9.1, "val_loss": 9.3})
-        save_checkpoint(cfg.stage_dir("pretrain") / "last", GPT(MODEL),
+        save_checkpoint(cfg.layout.pretrain / "last", GPT(MODEL),
                         meta={"stage": "pretrain", "step": 40, "train_loss": 8.2, "val_loss": 8.9})
         torch.manual_seed(1)
         tuned = GPT(MODEL)
         meta = {"stage": "finetune", "method": "lora", "base": str(pre), "step": 10, "train_loss": 5.0, "val_loss": 5.5}
-        save_checkpoint(cfg.stage_dir("finetune") / "lora" / "best", tuned, meta=meta)
-        save_checkpoint(cfg.stage_dir("serving") / "merged", tuned, meta={**meta, "stage": "merge"})
+        save_checkpoint(cfg.layout.finetune_root / "lora" / "best", tuned, meta=meta)
+        save_checkpoint(cfg.layout.serving_root / "merged", tuned, meta={**meta, "stage": "merge"})
     return cfg

@@ -32,7 +32,7 @@ def cfg(tmp_path) -> RunConfig:
 def test_quantize_writes_every_mode_and_the_table(cfg):
     rows = quantize_command(cfg, modes=["bf16", "int8", "int4"])
     assert list(rows) == ["none", "bf16", "int8", "int4"]  # fp32 measured first, as the reference
-    serving = cfg.stage_dir("serving")
+    serving = cfg.layout.serving_root
     for mode in ("bf16", "int8", "int4"):
         assert read_quantization(serving / mode)["mode"] == mode
         load_quantized(serving / mode)

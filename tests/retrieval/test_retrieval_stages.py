@@ -114,7 +114,7 @@ def test_evaluate_retrieval_end_to_end(small_run, monkeypatch, capsys):
     cfg.eval.retrieval_datasets = ["small"]
     monkeypatch.setattr(ev, "load_eval_dataset", lambda name, cfg: ds)
     results = ev.evaluate_retrieval(cfg)
-    saved = json.loads((cfg.stage_dir("eval") / "retrieval.json").read_text())
+    saved = json.loads((cfg.layout.eval / "retrieval.json").read_text())
     assert saved["datasets"][0]["users"] == 3 == results["datasets"][0]["users"]
     methods = saved["datasets"][0]["methods"]
     als = [m for m in methods if m.startswith("implicit ALS (library; factors ")]

@@ -38,8 +38,8 @@ def cfg(tmp_path, shared_cache) -> RunConfig:
 
 
 def test_lora_finetune_writes_adapters_and_resumes_exactly(cfg):
-    straight = finetune(cfg, method="lora", out=str(cfg.stage_dir("finetune") / "straight"))
-    folder = cfg.stage_dir("finetune") / "straight"
+    straight = finetune(cfg, method="lora", out=str(cfg.layout.finetune_root / "straight"))
+    folder = cfg.layout.finetune_root / "straight"
     assert {p.name for p in (folder / "best").iterdir()} == {"adapter_model.safetensors", "adapter_config.json",
                                                                "meta.json"}
     assert (folder / "last" / "trainer_state.json").is_file() and (folder / "config.yaml").is_file()
@@ -51,18 +51,18 @@ def test_lora_finetune_writes_adapters_and_resumes_exactly(cfg):
     resumed = finetune(cfg, method="lora", resume=True)
     assert first.losses + resumed.losses == pytest.approx(straight.losses, abs=1e-6)
     a = lora.adapter_state(lora.load_adapter(load_model(meta["base"]), folder / "last"))
-    b = lora.adapter_state(lora.load_adapter(load_model(meta["base"]), cfg.stage_dir("finetune") / "lora" / "last"))
+    b = lora.adapter_state(lora.load_adapter(load_model(meta["base"]), cfg.layout.finetune_root / "lora" / "last"))
     assert all(torch.equal(a[k], b[k]) for k in a)
-    assert load_trainer_state(cfg.stage_dir("finetune") / "lora" / "last")["step"] == 4
+    assert load_trainer_state(cfg.layout.finetune_root / "lora" / "last")["step"] == 4
 
 
 def test_merge_matches_the_unmerged_adapter(cfg):
     finetune(cfg, method="lora")
     path = merge(cfg, method="lora")
-    assert path == cfg.stage_dir("serving") / "merged" and not (path / "adapter_config.json").exists()
+    assert path == cfg.layout.serving_root / "merged" and not (path / "adapter_config.json").exists()
     merged = load_model(path).eval()
-    unmerged = lora.load_adapter(load_model(cfg.stage_dir("pretrain") / "best"),
-                                 cfg.stage_dir("finetune") / "lora" / "best").eval()
+    unmerged = lora.load_adapter(load_model(cfg.layout.pretrain / "best"),
+                                 cfg.layout.finetune_root / "lora" / "best").eval()
     x = torch.randint(0, 50257, (2, 40), generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(merged(x)[0], unmerged(x)[0], atol=1e-5, rtol=0)
 
@@ -71,12 +71,12 @@ def test_qlora_and_full_and_scratch(cfg):
     pytest.importorskip("bitsandbytes")
     short = replace(cfg, finetune=replace(cfg.finetune, train=replace(TRAIN, max_steps=2)))
     q = finetune(short, method="qlora")
-    assert q.step == 2 and (cfg.stage_dir("finetune") / "qlora" / "last" / "adapter_model.safetensors").is_file()
-    model, meta = merged_model(cfg.stage_dir("finetune") / "qlora" / "last")
+    assert q.step == 2 and (cfg.layout.finetune_root / "qlora" / "last" / "adapter_model.safetensors").is_file()
+    model, meta = merged_model(cfg.layout.finetune_root / "qlora" / "last")
     assert not lora.lora_layers(model) and meta["method"] == "qlora"  # merged into the full-precision base
     full = finetune(short, method="full")
-    assert full.step == 2 and (cfg.stage_dir("finetune") / "full" / "last" / "model.safetensors").is_file()
-    scratch = finetune(short, method="full", from_scratch=True, out=str(cfg.stage_dir("finetune") / "scratch"))
+    assert full.step == 2 and (cfg.layout.finetune_root / "full" / "last" / "model.safetensors").is_file()
+    scratch = finetune(short, method="full", from_scratch=True, out=str(cfg.layout.finetune_root / "scratch"))
     assert scratch.step == 2
     with pytest.raises(ValueError, match="no-pretraining baseline is method=full"):
         build_model(cfg, "lora", None)
@@ -84,7 +84,7 @@ def test_qlora_and_full_and_scratch(cfg):
 
 def test_a_rerun_continues_and_another_method_is_refused(cfg):
     short = replace(cfg, finetune=replace(cfg.finetune, train=replace(TRAIN, max_steps=1)))
-    out = str(cfg.stage_dir("finetune") / "x")
+    out = str(cfg.layout.finetune_root / "x")
     finetune(short, method="lora", out=out)
     longer = replace(cfg, finetune=replace(cfg.finetune, train=replace(TRAIN, max_steps=2)))
     assert finetune(longer, method="lora", out=out).step == 2  # the same command continues (resume is the default)
@@ -107,7 +107,7 @@ def test_compare_writes_the_table(cfg):
     assert rows["lora-r8"]["trainable_params"] == 2 * rows["lora-r4"]["trainable_params"]
     assert rows["full"]["trainable_params"] == rows["full"]["total_params"]
     assert all(r["peak_rss_mb"] > 0 and r["s_per_step"] > 0 and r["val_loss"] > 0 for r in rows.values())
-    out = cfg.stage_dir("finetune") / "compare"
+    out = cfg.layout.finetune_root / "compare"
     assert "| lora-r8 |" in (out / "table.md").read_text() and (out / "results.json").is_file()
 
 
