@@ -418,8 +418,10 @@ def format_table(results: dict[str, Any], k: int = 10) -> str:
     return "\n".join(lines)
 
 
-TUNE_GRID: dict[str, list[float]] = {"sequence_weight": [0.0, 1.0, 2.0, 4.0], "ease_weight": [2.0, 4.0],
-                                     "popularity_weight": [0.0, 0.4, 1.0, 4.0]}
+# the half-life too: Superstore's customers keep their interests for years (validation NDCG@10 0.0054 at
+# 180 days, 0.0069 at 3000), while a MovieLens history is mostly one evening
+TUNE_GRID: dict[str, list[float]] = {"sequence_weight": [0.0, 1.0, 2.0, 4.0], "ease_weight": [1.0, 2.0, 4.0],
+                                     "popularity_weight": [0.0, 0.4, 1.0], "recency_half_life_days": [180.0, 3000.0]}
 
 
 def tune_dataset(ds: Dataset, index: ProductIndex, cfg: RunConfig, grid: dict[str, list[float]] | None = None,
