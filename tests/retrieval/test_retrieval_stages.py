@@ -16,6 +16,7 @@ from recnarr.evaluation import retrieval as ev
 from recnarr.retrieval import embedder
 from recnarr.retrieval.index import ProductIndex
 from recnarr.retrieval.recommender import InteractionStats, Recommender
+from recnarr.stages.evaluate import evaluate_retrieval
 from recnarr.stages.index import index as index_stage
 
 
@@ -113,7 +114,7 @@ def test_evaluate_retrieval_end_to_end(small_run, monkeypatch, capsys):
     cfg, ds = small_run
     cfg.eval.retrieval_datasets = ["small"]
     monkeypatch.setattr(ev, "load_eval_dataset", lambda name, cfg: ds)
-    results = ev.evaluate_retrieval(cfg)
+    results = evaluate_retrieval(cfg)
     saved = json.loads((cfg.layout.eval / "retrieval.json").read_text())
     assert saved["datasets"][0]["users"] == 3 == results["datasets"][0]["users"]
     methods = saved["datasets"][0]["methods"]

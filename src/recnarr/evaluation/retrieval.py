@@ -442,27 +442,3 @@ def tune_dataset(ds: Dataset, index: ProductIndex, cfg: RunConfig, grid: dict[st
         print(f"  {ds.name} val: {point} NDCG@{cfg.eval.k} {scores[-1][0]:.4f}", flush=True)
     scores.sort(key=lambda t: -t[0])
     return scores[0][1], scores
-
-
-def evaluate_retrieval(cfg: RunConfig, tune: bool = False, **_: Any) -> dict[str, Any]:
-    """Run the comparison on every dataset of `eval.retrieval_datasets`; write `<run>/eval/retrieval.json`.
-    tune: first choose each dataset's blend weights on its validation split (`TUNE_GRID`), then report
-    the test table with them, and print them as `retrieval.per_dataset` for the config."""
-    if tune:
-        chosen = {}
-        for name in cfg.eval.retrieval_datasets:
-            ds = load_eval_dataset(name, cfg)
-            chosen[ds.name], _ = tune_dataset(ds, index_for(ds, cfg), cfg)
-        cfg.retrieval.per_dataset = {**cfg.retrieval.per_dataset, **chosen}
-        print("chosen on validation (retrieval.per_dataset): " + json.dumps(chosen))
-    results: dict[str, Any] = {"k": cfg.eval.k, "retrieval_config": vars(cfg.retrieval).copy(), "datasets": []}
-    for name in cfg.eval.retrieval_datasets:
-        ds = load_eval_dataset(name, cfg)
-        index = index_for(ds, cfg)
-        results["datasets"].append(evaluate_dataset(ds, index, cfg))
-    out = cfg.layout.eval
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "retrieval.json").write_text(json.dumps(results, indent=2, default=str))
-    print(format_table(results, cfg.eval.k))
-    print(f"-> {out / 'retrieval.json'}")
-    return results

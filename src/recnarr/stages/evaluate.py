@@ -14,6 +14,7 @@ from recnarr.config import RunConfig, to_dict
 from recnarr.data.examples import load_examples
 from recnarr.data.narratives import NarrativeRecord
 from recnarr.data.run_data import load_dataset
+from recnarr.evaluation import retrieval
 from recnarr.evaluation.audit import Auditor
 from recnarr.evaluation.fairness import NAMES, THRESHOLDS, Swap, evaluate_dataset, serving_engine
 from recnarr.evaluation.fairness import format_tables as fairness_tables
@@ -36,11 +37,24 @@ def write_tables(cfg: RunConfig, name: str, results: dict[str, Any], md: str) ->
 
 
 def evaluate_retrieval(cfg: RunConfig, tune: bool = False, **_: Any) -> dict[str, Any]:
-    """`recnarr evaluate retrieval` (see recnarr.evaluation.retrieval)."""
-    # delegates until recnarr.evaluation.retrieval (being edited elsewhere) hands this entry point over
-    from recnarr.evaluation.retrieval import evaluate_retrieval as run
-
-    return run(cfg, tune=tune)
+    """`recnarr evaluate retrieval` (see recnarr.evaluation.retrieval): the comparison on every dataset of
+    `eval.retrieval_datasets` -> `<run>/eval/retrieval.{json,md}`. tune: first choose each dataset's blend
+    weights on its validation split (`TUNE_GRID`), report the test table with them, and print them as
+    `retrieval.per_dataset` for the config."""
+    if tune:
+        chosen = {}
+        for name in cfg.eval.retrieval_datasets:
+            ds = retrieval.load_eval_dataset(name, cfg)
+            chosen[ds.name], _ = retrieval.tune_dataset(ds, retrieval.index_for(ds, cfg), cfg)
+        cfg.retrieval.per_dataset = {**cfg.retrieval.per_dataset, **chosen}
+        print("chosen on validation (retrieval.per_dataset): " + json.dumps(chosen))
+    results: dict[str, Any] = {"k": cfg.eval.k, "retrieval_config": vars(cfg.retrieval).copy(), "datasets": []}
+    for name in cfg.eval.retrieval_datasets:
+        ds = retrieval.load_eval_dataset(name, cfg)
+        results["datasets"].append(retrieval.evaluate_dataset(ds, retrieval.index_for(ds, cfg), cfg))
+    files = write_tables(cfg, "retrieval", results, retrieval.format_table(results, cfg.eval.k))
+    print(f"-> {', '.join(map(str, files))}")
+    return results
 
 
 def evaluate_narratives(cfg: RunConfig, only: list[str] | None = None, **_: Any) -> dict[str, Any]:
