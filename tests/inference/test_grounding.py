@@ -112,7 +112,7 @@ def test_event_verbs_follow_the_event():
     film_hist = [HistoryItem("M2", "Scream 2", ["Movies", "Horror"], "1998-03-01", None, "rating")]
     rec = NarrativeRecord(product=FILM, history=film_hist, reason_index=1)
     v = ground("The {product} is {past1_link} the {past1} you {past1_verb} in {past1_date}.", rec)
-    assert v.ok and v.text == "The Game is a natural companion to the Scream 2 you rated in March 1998."
+    assert v.ok and v.text == "The Game is a natural companion to Scream 2 you rated in March 1998."
     assert not verify("We recommend The Game. You bought the Scream 2 in March 1998.", rec).ok
     # no price slot for a product without a price
     assert not ground("The {product} costs {price}.", rec).ok
@@ -125,13 +125,26 @@ def test_a_title_with_its_own_article_is_not_doubled():
     assert verify("Take a look at the The Game.", rec).ok  # a copy written that way is not false
 
 
+def test_a_film_title_takes_no_article_and_a_product_keeps_it():
+    fargo = Product("M3", "Fargo", 0.0, None, ["Movies", "Crime"], currency="N/A", attributes={"year": "1996"})
+    past = HistoryItem("M4", "Secrets & Lies", ["Movies", "Drama"], "1997-11-17", event="rating")
+    rec = NarrativeRecord(product=fargo, history=[past], customer=None, reason_index=1)
+    v = ground("Meet the {product}. The {product} is {past1_link} the {past1} you {past1_verb} in {past1_date}.", rec)
+    assert v.ok, v.errors
+    assert v.text == "Meet Fargo. Fargo is from the same department as Secrets & Lies you rated in November 1997."
+    # an office product is not a name: its article stays, also beside a film in the history
+    mixed = NarrativeRecord(product=PRODUCTS[1], history=[past], customer=None, reason_index=1)
+    assert ground("Meet the {product}. It is {past1_link} the {past1}.", mixed).text == (
+        "Meet the Avery Durable Poly Binders. It is a change of pace from Secrets & Lies.")
+
+
 def test_the_fallback_is_grammatical_event_aware_and_verified():
     rec = NarrativeRecord(product=FILM, history=[HistoryItem("M2", "Scream 2", ["Movies", "Horror"], "1998-03-01",
                                                              None, "rating")], reason_index=1)
     v = ground(fallback_text(rec), rec)
     assert v.ok, v.errors
-    assert v.text == ("We recommend The Game, a thriller movie. It is a natural companion to the Scream 2 "
-                      "you rated in March 1998.")
+    assert v.text == ("We recommend The Game, a thriller movie. It is a natural companion to Scream 2 you "
+                      "rated in March 1998.")
     v = ground(fallback_text(record()), record())
     assert v.ok and "you bought in April 2016" in v.text and "Now $1,016.78 (20% off $1,270.98)." in v.text
 

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from recnarr.data.connectives import VOCABULARY
@@ -305,15 +306,27 @@ def check(slotted: str, values: dict[str, str]) -> list[str]:
 _ARTICLE_TITLE = re.compile(r"^(?:The|A|An)\s", re.I)
 
 
-def fill(slotted: str, values: dict[str, str]) -> str:
+def name_slots(rec) -> frozenset[str]:
+    """The title slots whose values are names of works (a film: "Fargo"), which take no article: "the
+    {product}" before one is written "Fargo", not "the Fargo"."""
+    def is_work(category) -> bool:
+        return bool(category) and category[0] == "Movies"
+
+    out = {"product"} if is_work(rec.product.category) else set()
+    return frozenset(out | {f"past{k}" for k, h in enumerate(rec.history, 1) if is_work(h.category)})
+
+
+def fill(slotted: str, values: dict[str, str], names: Collection[str] = ()) -> str:
     """Slots replaced by their values; "the {past1}" before a title that has its own article ("The
-    Game") drops ours. Unknown slots stay as they are (`check` reports them)."""
+    Game") or is a name (`names`, from `name_slots`) drops ours. Unknown slots stay as they are (`check`
+    reports them)."""
     def repl(m: re.Match) -> str:
         return values.get(m.group(1), m.group(0))
 
     def drop_article(m: re.Match) -> str:
         v = values.get(m.group(2))
-        return m.group(0)[len(m.group(1)):] if v and _ARTICLE_TITLE.match(v) else m.group(0)
+        drop = bool(v) and (_ARTICLE_TITLE.match(v) is not None or m.group(2) in names)
+        return m.group(0)[len(m.group(1)):] if drop else m.group(0)  # a title starts with its capital
 
     slotted = re.sub(r"\b([Tt]he )\{([a-z_0-9]+)\}", drop_article, slotted)
     return SLOT_RE.sub(repl, slotted)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import string
 from dataclasses import dataclass, field
 
-from recnarr.data.claims import SLOT_RE, fill, owner_of, slot_values
+from recnarr.data.claims import SLOT_RE, fill, name_slots, owner_of, slot_values
 from recnarr.data.connectives import VOCABULARY
 from recnarr.data.narratives import NarrativeRecord
 from recnarr.inference.engine import COMMIT, GO_ON, REJECT
@@ -167,12 +167,14 @@ class NarrativeGuide:
     eot: int
     max_tries: int = 2  # a failing sentence is sampled again this many times, then left out
     values: dict[str, str] = field(init=False)
+    names: frozenset[str] = field(init=False)  # title slots that take no article (`claims.name_slots`)
     accepted: str = ""  # slotted text that passed, as the model wrote it (no leading space)
     dropped: list[str] = field(default_factory=list)  # sentences left out, with the verifier's reason
     rejected: int = 0  # sentences sampled again
 
     def __post_init__(self) -> None:
         self.values = slot_values(self.rec)
+        self.names = name_slots(self.rec)
         self.grammar = Grammar(self.values)
         self.admissible = self.table.admissible
         self.state = self.mark_state = State()
@@ -271,7 +273,7 @@ class NarrativeGuide:
         return "{product}" in self.accepted
 
     def text(self) -> str:
-        return fill(self.accepted, self.values)
+        return fill(self.accepted, self.values, self.names)
 
     def take(self) -> str:
         """Verified text not streamed yet; nothing until a verified sentence names the product."""

@@ -207,7 +207,7 @@ class NarrativeGenerator:
         timings["verify"] += time.perf_counter() - t
         errors = [f"left out: {d}" for d in guide.dropped] + ([f"decoding ended: {row.error}"] if row.error else [])
         attempts = 1 + guide.rejected
-        written = fill(row.text, guide.values).strip()
+        written = fill(row.text, guide.values, guide.names).strip()
         if check is not None and check.ok:
             return Narrative(check.text, True, False, attempts, rec.product.id, guide.accepted, errors,
                              check.citations, written)

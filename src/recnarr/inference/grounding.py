@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from recnarr.data.claims import SLOT_RE, check, fill, reslot, slot_source, slot_values
+from recnarr.data.claims import SLOT_RE, check, fill, name_slots, reslot, slot_source, slot_values
 from recnarr.data.narratives import NarrativeRecord
 
 MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November", "December"]
@@ -163,4 +163,4 @@ def verify(text: str, rec: NarrativeRecord) -> Verification:
 def ground(slotted: str, rec: NarrativeRecord) -> Verification:
     """Fill the model's slots from the record, then `verify` the text: the one call the generator,
     the fine-tuning data and evaluation use."""
-    return verify(fill(slotted, slot_values(rec)), rec)
+    return verify(fill(slotted, slot_values(rec), name_slots(rec)), rec)
