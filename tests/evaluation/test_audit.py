@@ -198,6 +198,8 @@ PERTURBED = [
     ("basket_pair", "3 customers", "4 customers", "popularity"),  # real support is 3
     ("game", "It came out in 1997.", "It came out in 1997 and is trending.", "popularity"),
     ("game", "You rated Star Wars", "You bought Star Wars", "event"),  # a rating described as bought
+    ("game", "It came out in 1997.", "It came out in 1997. Add it to your next order!", "for sale"),  # no price
+    ("air_force", "A 1997 release.", "A 1997 release. Add it to your cart.", "for sale"),
     ("air_force", "you rated Fargo", "you watched Fargo", "event"),
     ("cart", "You added the", "You ordered the", "event"),
     ("drive", "You looked at the Xerox", "You bought the Xerox", "event"),

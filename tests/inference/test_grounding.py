@@ -138,6 +138,12 @@ def test_a_film_title_takes_no_article_and_a_product_keeps_it():
         "Meet the Avery Durable Poly Binders. It is a change of pace from Secrets & Lies.")
 
 
+def test_an_order_is_asked_for_only_where_the_catalog_prices_the_product():
+    film = NarrativeRecord(product=FILM, history=[], customer=None)
+    assert any("asks for an order" in e for e in ground("Meet the {product}. Add it to your next order!", film).errors)
+    assert ground("Meet the {product}. Add it to your next order!", record()).ok  # priced: for sale
+
+
 def test_the_fallback_is_grammatical_event_aware_and_verified():
     rec = NarrativeRecord(product=FILM, history=[HistoryItem("M2", "Scream 2", ["Movies", "Horror"], "1998-03-01",
                                                              None, "rating")], reason_index=1)

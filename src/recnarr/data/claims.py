@@ -35,7 +35,7 @@ import re
 from collections.abc import Collection
 from dataclasses import dataclass
 
-from recnarr.data.connectives import VOCABULARY
+from recnarr.data.connectives import ORDER_WORDS, VOCABULARY
 from recnarr.data.lexicon import COMPLEMENTS, PURPOSE, lexicon_leaf
 from recnarr.data.schema import Product
 
@@ -299,6 +299,11 @@ def check(slotted: str, values: dict[str, str]) -> list[str]:
     unknown = [w for w in WORD_RE.findall(plain) if w.lower().replace("\u2019", "'") not in VOCABULARY]
     for w in dict.fromkeys(unknown):
         errors.append(f"word {w!r} is not connective vocabulary: it states something no record backs")
+    if "price" not in values:
+        asked = [w for w in WORD_RE.findall(plain) if w.lower() in ORDER_WORDS]
+        if asked:
+            errors.append(f"{asked[0]!r} asks for an order, but the catalog gives this product no price: "
+                          "nothing says it is for sale")
     return errors
 
 

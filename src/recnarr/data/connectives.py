@@ -38,3 +38,6 @@ know
 """
 
 VOCABULARY: frozenset[str] = frozenset(_WORDS.split())
+# asking for an order says the product is for sale: only where the record has a price (not of a film
+# in a catalog of ratings), checked by `data.claims.check`
+ORDER_WORDS: frozenset[str] = frozenset({"order", "orders", "cart", "basket"})

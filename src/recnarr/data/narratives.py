@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 
 from recnarr.choices import STYLES
 from recnarr.data.claims import MIN_SUPPORT, Pair, money, month_year, relation, slot_values
+from recnarr.data.connectives import ORDER_WORDS
 from recnarr.data.schema import CATEGORY_SEP, Product
 
 PROMPT_END = "### narrative:\n"
@@ -180,13 +181,16 @@ class Writer:
         return self.pick(["{pair_support} the {pair}.", "Good to know: {pair_support} the {pair}."])
 
     def cta(self, rec: NarrativeRecord) -> str:
-        return self.pick({
+        calls = {
             "warm": ["Add it to your next order!", "We think you'll love it.", "Give it a try.", "",
                      "We hope you enjoy it."],
             "concise": ["", "Worth a look.", "Add it to your cart."],
             "premium": ["We would be delighted to include it in your next order.", "A worthy addition.",
                         "It is ready when you are."],
-        }[rec.tone])
+        }[rec.tone]
+        if rec.product.price <= 0:  # not for sale in this catalog: no asking for an order (claims.check)
+            calls = [c for c in calls if not ORDER_WORDS & set(c.lower().rstrip("!.").split())]
+        return self.pick(calls)
 
     def write(self, rec: NarrativeRecord) -> str:
         v = slot_values(rec)

@@ -319,6 +319,13 @@ class Auditor:
                 flag(m.start(), "price", m.group(), why)
             mask(m.start(), m.end())
 
+        # 2b. asking for an order of a product the catalog does not price (a film in a catalog of ratings)
+        if not price:
+            # a request ("add it to your cart"), not a past event ("you added the lamp to your cart")
+            for m in re.finditer(r"\b(?:add|include) it\b[^.!?]*?\b(?:order|cart|basket)\b", masked(), re.I):
+                flag(m.start(), "for sale", m.group(), f"{ptitle} has no price in the catalog: nothing says it "
+                                                      f"can be ordered.")
+
         # 3. percentages
         for m in PERCENT_RE.finditer(masked()):
             value = float(m.group(1))
