@@ -170,3 +170,15 @@ def test_fill_and_check_agree_on_unknown_slots():
     assert any("{nope}" in e for e in check("Try the {product} and the {nope}.", values))
     anonymous = NarrativeRecord(product=PRODUCTS[0], history=[])
     assert not ground("Hi {name}, try the {product}.", anonymous).ok
+
+
+@pytest.mark.parametrize(("title", "category", "kind"), [
+    ("Memorex Froggy Flash Drive 8 GB", ["Technology", "Accessories"], "flash drive"),  # not "drive GB"
+    ("Hon Deluxe Fabric Upholstered Stacking Chairs, Rounded Back", ["Furniture", "Chairs"], "stacking chairs"),
+    ("Xerox 1916", ["Office Supplies", "Paper"], "paper product"),
+    ("Acme Design Line 8 in. Steel Scissors", ["Office Supplies", "Supplies"], "steel scissors"),
+])
+def test_the_kind_is_the_titles_head_noun_phrase_without_sizes(title, category, kind):
+    from recnarr.data.claims import kind_phrase
+
+    assert kind_phrase(Product("X1", title, 5.0, title.split()[0], category)) == kind

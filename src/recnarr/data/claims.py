@@ -99,6 +99,11 @@ def with_article(kind: str) -> str:
     return kind if is_plural(kind) else ("an " if kind[:1].lower() in "aeiou" else "a ") + kind
 
 
+# units that follow a size in a title ("8 GB", "12 oz"): part of the size, never of what the product is
+UNITS = frozenset(["gb", "mb", "tb", "kb", "ghz", "mhz", "oz", "lb", "lbs", "in", "ft", "mm", "cm", "ml", "ct",
+                   "pk", "pack", "sheets", "w", "v", "mah"])
+
+
 def kind_phrase(p: Product) -> str:
     """What the product is, from its own data: a film's genre; else the title's head noun phrase
     ("Hon Deluxe Fabric Upholstered Stacking Chairs, Rounded Back" -> "stacking chairs"); else its
@@ -111,7 +116,9 @@ def kind_phrase(p: Product) -> str:
         head = head[len(p.brand):]
     head = re.split(r"\s(?:with|for|by|-|/|&)\s", head, flags=re.I)[0]  # "Binders With Label Holder"
     words = [w.strip("\"'()") for w in head.split()]
-    words = [w for w in words if re.fullmatch(r"[A-Za-z][A-Za-z'-]+", w)]
+    # a unit belongs to the number before it, which goes ("Flash Drive 8 GB" -> "flash drive", not "drive GB")
+    words = [w for i, w in enumerate(words) if re.fullmatch(r"[A-Za-z][A-Za-z'-]+", w)
+             and not (i and re.search(r"\d", words[i - 1]) and w.lower() in UNITS)]
     if len(words) >= 2:
         return " ".join(_lower(w) for w in words[-2:])
     return f"{singular(leaf.lower())} product" if leaf else "pick"
