@@ -14,8 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-CHECKPOINT_ORDER = ("best", "last")  # which of a training folder's checkpoints a reader takes first
-LAST = CHECKPOINT_ORDER[1]  # the newest step: the checkpoint a resumed run continues
+BEST, LAST = "best", "last"  # a training folder's lowest-validation-loss and newest-step checkpoints
+CHECKPOINT_ORDER = (BEST, LAST)  # which of them a reader takes first; a resumed run continues LAST
 
 
 def first_checkpoint(folder: Path, marker: str | None = "config.json") -> Path | None:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from recnarr.config import RunConfig
-from recnarr.layout import first_checkpoint
+from recnarr.layout import CHECKPOINT_ORDER, first_checkpoint
 
 Block = tuple  # ("md", text) | ("img", file name, caption) | ("examples", [sample, ...])
 
@@ -58,7 +58,7 @@ def _tracking_uri(meta: dict[str, Any]) -> str | None:
 
 def loss_curve(folder: Path) -> dict[str, Any]:
     """{"source", "train": [[step, loss]], "val": [[step, loss]], "note"} for one training folder."""
-    metas = [m for m in (read_json(folder / n / "meta.json") for n in ("last", "best")) if m]
+    metas = [m for m in (read_json(folder / n / "meta.json") for n in reversed(CHECKPOINT_ORDER)) if m]  # last first
     run_id = next((m.get("mlflow_run_id") for m in metas if m.get("mlflow_run_id")), None)
     uri = next((_tracking_uri(m) for m in metas if _tracking_uri(m)), None)
     note = ""

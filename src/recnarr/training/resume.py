@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from recnarr.config import flatten
+from recnarr.layout import BEST, LAST
 from recnarr.model.checkpoint import STATE_JSON, read_meta
 
 # TrainConfig fields that change neither the weights nor the data order of the steps already taken
@@ -61,13 +62,13 @@ def should_resume(out_dir: Path, meta: Mapping[str, Any], sections: Iterable[str
     fresh: start over (the old `last/` and `best/` are removed, so a stale best cannot survive).
     require (`--resume`): a missing checkpoint is an error instead of a fresh start.
     Raises IncompatibleCheckpoint naming each difference when `last/` was made by other settings."""
-    last = out_dir / "last"
+    last = out_dir / LAST
     # `.last.old`: killed between the two renames of an atomic save; read_meta puts it back
     resumable = (last / STATE_JSON).is_file() or (out_dir / ".last.old" / STATE_JSON).is_file()
     if fresh:
         if require:
             raise ValueError("--fresh and --resume contradict each other; give one")
-        old = [p for p in (last, out_dir / "best") if p.is_dir()]
+        old = [p for p in (last, out_dir / BEST) if p.is_dir()]
         if old and is_main:
             print(f"--fresh: discarding {', '.join(str(p) for p in old)}")
             for p in old:

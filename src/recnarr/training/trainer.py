@@ -33,6 +33,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from recnarr.config import TrainConfig
+from recnarr.layout import BEST, LAST
 from recnarr.model.checkpoint import load_trainer_state, load_weights, read_meta, save_checkpoint
 from recnarr.training.batches import Batch, BatchSource
 from recnarr.training.runtime import (
@@ -140,11 +141,11 @@ class Trainer:
 
     @property
     def last_dir(self) -> Path:
-        return self.out_dir / "last"
+        return self.out_dir / LAST
 
     @property
     def best_dir(self) -> Path:
-        return self.out_dir / "best"
+        return self.out_dir / BEST
 
     def request_stop(self, reason: str = "request") -> None:
         """Finish the current step, write `last/`, and return from `fit` (what SIGTERM/SIGINT do)."""
