@@ -22,8 +22,9 @@ a slot filled from the record, so the model never writes a fact itself:
 Binding rules, checked on the slotted text (`check`): a slot must be one this record can fill; a
 `{pastK_date}`, `{pastK_verb}` or `{pastK_link}` must sit in the same clause as its own `{pastK}`;
 `{pair}` and `{pair_support}` only together, in one clause; on a discounted product `{price}` only in a
-clause with `{sale_price}` or `{discount}` (alone it reads as what one pays); the recommended product is named; every
-other word is connective vocabulary, and no digit stands outside a slot. A narrative that breaks a
+clause with `{sale_price}` or `{discount}` (alone it reads as what one pays); no asking for an order of
+a product without a price; the recommended product is named; every other word is connective
+vocabulary, and no digit stands outside a slot. A narrative that breaks a
 rule is rejected with the rule named. Checking a written text (`reslot`) first turns the record's
 values back into slots, choosing among equal values (two purchases in one month) by clause.
 """
@@ -104,12 +105,17 @@ UNITS = frozenset(["gb", "mb", "tb", "kb", "ghz", "mhz", "oz", "lb", "lbs", "in"
                    "pk", "pack", "sheets", "w", "v", "mah"])
 
 
+def is_film(category) -> bool:
+    """A film (MovieLens' "Movies > genre"): its title is a name, its kind is its genre."""
+    return bool(category) and category[0] == "Movies"
+
+
 def kind_phrase(p: Product) -> str:
     """What the product is, from its own data: a film's genre; else the title's head noun phrase
     ("Hon Deluxe Fabric Upholstered Stacking Chairs, Rounded Back" -> "stacking chairs"); else its
     leaf category ("Xerox 221" in Paper -> "paper product"); else a neutral "pick"."""
     leaf = p.category[-1] if p.category else ""
-    if p.category and p.category[0] == "Movies":
+    if is_film(p.category):
         return f"{leaf.lower()} movie" if len(p.category) > 1 else "movie"
     head = p.title.split(",")[0]
     if p.brand and head.lower().startswith(p.brand.lower()):
@@ -225,7 +231,7 @@ def slot_values(rec) -> dict[str, str]:
     values["a_kind"] = with_article(values["kind"])
     if p.category:
         leaf = p.category[-1].lower()
-        values["category"] = f"{leaf} movies" if p.category[0] == "Movies" and len(p.category) > 1 else leaf
+        values["category"] = f"{leaf} movies" if is_film(p.category) and len(p.category) > 1 else leaf
     if (purpose := purpose_phrase(p)) is not None:
         values["purpose"] = purpose
     if (feature := feature_phrase(p)) is not None:
@@ -321,11 +327,8 @@ _ARTICLE_TITLE = re.compile(r"^(?:The|A|An)\s", re.I)
 def name_slots(rec) -> frozenset[str]:
     """The title slots whose values are names of works (a film: "Fargo"), which take no article: "the
     {product}" before one is written "Fargo", not "the Fargo"."""
-    def is_work(category) -> bool:
-        return bool(category) and category[0] == "Movies"
-
-    out = {"product"} if is_work(rec.product.category) else set()
-    return frozenset(out | {f"past{k}" for k, h in enumerate(rec.history, 1) if is_work(h.category)})
+    out = {"product"} if is_film(rec.product.category) else set()
+    return frozenset(out | {f"past{k}" for k, h in enumerate(rec.history, 1) if is_film(h.category)})
 
 
 def fill(slotted: str, values: dict[str, str], names: Collection[str] = ()) -> str:
