@@ -15,6 +15,10 @@ here (2 shared cores, part size 64, 64 in flight, cpu-small preset, shipped int8
 
 (rate: the job's own progress line; with process start-up and model loading: 10.2 and 13.4/s. The
 audit includes the check that a discounted product's list price is never stated alone.)
+
+Beside the audit, every narrative gets the send-readiness check (`evaluation.readiness`: what a copywriter
+would refuse to send; independent of the writer's grammar): the ready share, the commonest closing
+sentence's share, the distinct sentence frames, distinct-2 and the count of each defect.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ def table(folder: Path) -> pd.DataFrame:
 
 def one(name: str, root: Path, kill_after: int, part_size: int) -> dict:
     from recnarr.data.schema import Dataset
+    from recnarr.evaluation import readiness
     from recnarr.evaluation.audit import Auditor
 
     run = root / name
@@ -79,13 +84,25 @@ def one(name: str, root: Path, kill_after: int, part_size: int) -> dict:
              for c in auditor.audit(r.narrative, r.narrated_product, r.user_id)]
     for f in false[:5]:
         print("  false:", f)
+    # send-readiness of the same rows: the narrated product's raw row, the titles of all the customer's items
+    products = {str(p["id"]): p for p in ds.products.to_dict("records")}
+    seen = ds.interactions.assign(user_id=ds.interactions["user_id"].astype(str),
+                                  product_id=ds.interactions["product_id"].astype(str))
+    past = {u: [products[i]["title"] for i in dict.fromkeys(ids) if i in products]
+            for u, ids in seen.groupby("user_id")["product_id"]}
+    texts = [r.narrative if isinstance(r.narrative, str) else "" for r in whole.itertuples()]
+    checked = [readiness.check(t, products.get(str(r.narrated_product), {}), past.get(str(r.user_id), []))
+               for t, r in zip(texts, whole.itertuples(), strict=True)]
+    ready = readiness.summarize(texts, checked)
     return {"dataset": name, "customers": len(customers), "rows": len(whole),
             "every_customer_once": sorted(whole["user_id"]) == sorted(customers),
             "resumed_equals_whole": bool(resumed.equals(whole)), "killed_after_parts": killed_at,
             "parts": -(-len(customers) // part_size), "rate": float(rates[-1]) if rates else None,
             "rate_with_startup": round(len(whole) / seconds, 2),
             "verified": int(whole["verified"].sum()), "fallback": int(whole["fallback"].sum()),
-            "audit_false_claims": len(false)}
+            "audit_false_claims": len(false), "ready": ready["ready"],
+            "top_closer_share": ready["top_closer"][1], "frames": ready["frames"],
+            "distinct_2": ready["distinct_2"], "by_defect": ready["by_defect"]}
 
 
 def main() -> None:
@@ -99,11 +116,14 @@ def main() -> None:
     root.mkdir(parents=True, exist_ok=True)
     res = [one(d, root, args.kill_after, args.part_size) for d in args.datasets]
     print("| dataset | customers | rows | resumed == uninterrupted | rate (narratives/s) | verified | fallback | "
-          "audit false |\n|---|---:|---:|---|---:|---:|---:|---:|")
+          "audit false | ready | top closer | frames | distinct-2 | defects |\n"
+          "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for r in res:
         same = f"{'yes' if r['resumed_equals_whole'] else 'NO'} (killed after {r['killed_after_parts']}/{r['parts']})"
+        defects = ", ".join(f"{d} {n}" for d, n in r["by_defect"].items() if n) or "none"
         print(f"| {r['dataset']} | {r['customers']} | {r['rows']} | {same} | {r['rate']} | {r['verified']} | "
-              f"{r['fallback']} | {r['audit_false_claims']} |")
+              f"{r['fallback']} | {r['audit_false_claims']} | {r['ready']:.1%} | {r['top_closer_share']:.1%} | "
+              f"{r['frames']} | {r['distinct_2']:.3f} | {defects} |")
     print(json.dumps({"bench": "batch_all", **{f"{r['dataset']}_{k}": v for r in res for k, v in r.items()
                                               if k != "dataset"}}))
 

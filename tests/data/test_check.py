@@ -46,3 +46,35 @@ def test_a_file_that_cannot_load_is_reported_not_raised(tmp_path):
     (tmp_path / "p.csv").write_text("id,title\nA,Desk\n")
     text, bad = check_files(tmp_path / "p.csv")
     assert bad == 1 and "cannot load: p.csv: missing column 'price'" in text
+
+
+def test_a_missing_required_column_is_named_not_called_invalid_rows(tmp_path):
+    # price is required (catalog.REQUIRED): every row would fail, so skip_invalid is no advice
+    (tmp_path / "p.csv").write_text("id,title,cost\nA,Desk,10\nB,Lamp,5\n")
+    text, bad = check_files(tmp_path / "p.csv")
+    result = text.splitlines()[-1]
+    assert bad == 1  # non-zero: `recnarr data check` exits 1
+    assert result.startswith("result: p.csv lacks the required column 'price': add it, or map yours with a "
+                             "column map (data.column_map=<yaml> with `products: {price: your_column}`)"), result
+    assert "invalid rows" not in result and "skip_invalid" not in result
+
+
+def test_every_missing_column_is_named_and_a_wrong_map_entry_too(tmp_path):
+    (tmp_path / "p.csv").write_text("sku,name\nA,Desk\n")
+    (tmp_path / "map.yaml").write_text("products: {id: sku, price: cost}\n")
+    text, bad = check_files(tmp_path / "p.csv", column_map=tmp_path / "map.yaml")
+    result = text.splitlines()[-1]
+    assert bad == 1
+    assert "p.csv lacks the required column 'title'" in result  # not only the first one column_plan saw
+    assert "p.csv has no column 'cost' that map.yaml maps to: add it, or fix `products: {price: cost}`" in result
+    assert "skip_invalid" not in result
+
+
+def test_missing_columns_and_invalid_rows_each_get_their_advice(tmp_path):
+    (tmp_path / "p.csv").write_text("id,title,price\nA,Desk,10\nB,Lamp,abc\n")
+    (tmp_path / "o.csv").write_text("user_id,product_id\nu1,A\n")  # no timestamp column
+    text, bad = check_files(tmp_path / "p.csv", tmp_path / "o.csv")
+    result = text.splitlines()[-1]
+    assert bad == 2  # one invalid row + one file that cannot load
+    assert "o.csv lacks the required column 'timestamp'" in result
+    assert "1 invalid rows: fix them, or load with data.skip_invalid=true" in result

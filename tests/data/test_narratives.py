@@ -8,13 +8,13 @@ import pandas as pd
 import pytest
 
 from recnarr.config import load_config
-from recnarr.data.claims import SLOT_RE, WORD_RE, Pair, slot_values
+from recnarr.data.claims import SLOT_RE, WORD_RE, Pair, genres, relation, slot_values
 from recnarr.data.connectives import VOCABULARY
-from recnarr.data.examples import build_records, split_products
 from recnarr.data.narratives import PROMPT_END, HistoryItem, NarrativeRecord, Writer, format_prompt
 from recnarr.data.schema import product_from_row
 from recnarr.data.splits import time_split
 from recnarr.evaluation import metrics
+from recnarr.inference.examples import build_records, split_products
 from recnarr.inference.grounding import ground
 
 
@@ -29,11 +29,17 @@ def random_records(ds, n, seed=0):
         hist = ds.history(u.id).drop_duplicates("product_id").tail(rng.randint(1, 4))
         if hist.empty:
             continue
+        product = rng.choice(products)
+        # each past item with a link as the record builder would give it: a category relation, else a
+        # count of customers who had both (said only from the minimum support on)
         history = [HistoryItem(r.product_id, by_id[r.product_id].title, by_id[r.product_id].category,
-                               pd.Timestamp(r.timestamp).date().isoformat(), by_id[r.product_id].brand, r.event)
+                               pd.Timestamp(r.timestamp).date().isoformat(), by_id[r.product_id].brand, r.event,
+                               r.rating if r.event == "rating" else None,
+                               relation(product, by_id[r.product_id].category, genres(by_id[r.product_id]))
+                               or rng.choice([None, "count"]), rng.randint(0, 9))
                    for r in hist.itertuples()]
         out.append(NarrativeRecord(
-            product=rng.choice(products), history=history, customer=u.name if rng.random() < 0.8 else None,
+            product=product, history=history, customer=u.name if rng.random() < 0.8 else None,
             reason_index=rng.choice([None, *range(1, len(history) + 1)]),
             pair=Pair(rng.choice(products).title, rng.randint(1, 6)) if rng.random() < 0.5 else None,
             tone=rng.choice(["warm", "concise", "premium"]),
@@ -68,9 +74,15 @@ def test_writer_is_varied_and_says_something_about_the_product(superstore):
     texts = [ground(Writer(i).write(r), r).text for i, r in enumerate(recs)]
     assert metrics.unique_ratio(texts) > 0.95
     assert metrics.distinct_n(texts, 2) > 0.15
-    assert metrics.fmr(texts, [r.product for r in recs]) > 0.9
+    # where the record holds something about the product beyond its name and price (a kind the title does
+    # not say, what it is for, the catalog's words, an attribute, a year), the text says it
+    about = [(t, v) for t, r in zip(texts, recs, strict=True)
+             if (v := [slot_values(r)[n] for n in ("a_kind", "purpose", "fact", "feature", "year")
+                       if n in slot_values(r)])]
+    assert len(about) > 50
+    assert sum(any(x in t for x in v) for t, v in about) / len(about) >= 0.9
     lengths = metrics.length_stats(texts)
-    assert lengths["min"] >= 15 and lengths["max"] <= 150  # long catalog titles count as words
+    assert lengths["min"] >= 6 and lengths["max"] <= 150  # long catalog titles count as words
 
 
 def test_example_splits_hold_out_products_and_users(superstore):
@@ -79,8 +91,9 @@ def test_example_splits_hold_out_products_and_users(superstore):
     heldout = split_products(ds, cfg.narratives.heldout_product_fraction, cfg.narratives.seed)
     popular = list(ds.interactions["product_id"].value_counts().index)
 
-    def candidates(history_ids, allowed, k):
-        return [(pid, 1) for pid in popular if pid in allowed][:k]
+    def candidates(history, allowed, k):  # evidence: the newest past item, as a recommender would say
+        why = [{"product_id": history[-1][0], "kind": "similar"}]
+        return [(pid, why) for pid in popular if pid in allowed][:k]
 
     recs = build_records(ds, cfg, candidates)
     assert recs["train"] and recs["test"]
@@ -99,14 +112,37 @@ def test_the_lexicon_speaks_only_on_the_paths_it_was_written_for():
     from recnarr.data.lexicon import PURPOSE
     from recnarr.data.schema import Product
 
-    drive = Product("T1", "Imation Flash Drive", 45.0, category=["Technology", "Accessories"])
+    binder = Product("B1", "Avery Durable Binders", 9.0, category=["Office Supplies", "Binders"])
+    covers = Product("B2", "Acco Clear Report Covers", 9.0, category=["Office Supplies", "Binders"])
     scarf = Product("W1", "Lambswool Scarf", 49.0, category=["Women", "Accessories"])
-    assert purpose_phrase(drive) in PURPOSE["Accessories"]
-    assert purpose_phrase(scarf) == "is part of our accessories range"  # not "makes the computer work smoother"
+    assert purpose_phrase(binder) in PURPOSE["Binders"]
+    assert purpose_phrase(covers) is None  # filed under Binders, but "holds documents together" is a binder's
+    assert purpose_phrase(scarf) is None  # not "makes the computer work smoother", and no filler range phrase
     said = Product("W2", "Silk Scarf", 74.0, category=["Women", "Accessories"],
                    description="Hand rolled edges. Adds colour to a plain coat.")
     assert purpose_phrase(said) == "adds colour to a plain coat"  # the description's own words
+    drive = Product("T1", "Imation Flash Drive", 45.0, category=["Technology", "Accessories"])
     phone = Product("T2", "Polycom Phone", 99.0, category=["Technology", "Phones"])
     case = Product("W3", "Phone Case", 9.0, category=["Women", "Phones"])
-    assert relation(drive, phone.category) == "complement" and relation(scarf, case.category) == "family"
-    assert relation(scarf, ["Men", "Accessories"]) == "other"  # same leaf, another path
+    assert relation(drive, phone.category) == "complement"
+    # a shared top level, another leaf or the same leaf on another path: no reason at all
+    assert relation(scarf, case.category) is None and relation(scarf, ["Men", "Accessories"]) is None
+    assert relation(scarf, ["Women", "Accessories"]) == "same"
+
+
+def test_films_relate_by_a_genre_they_share_not_their_first_genre():
+    from recnarr.data.claims import link_text, relation
+    from recnarr.data.narratives import HistoryItem
+    from recnarr.data.schema import Product
+
+    fargo = Product("M1", "Fargo (1996)", 0.0, category=["Movies", "Crime"],
+                    attributes={"genres": "Crime, Drama, Thriller"})
+    assert relation(fargo, ["Movies", "Action"], ["Action", "Thriller"]) == "genre:Thriller"
+    assert relation(fargo, ["Movies", "Comedy"], ["Comedy"]) is None  # "same department" holds of any two films
+    h = HistoryItem("M2", "Heat (1995)", ["Movies", "Action"], "1998-01-01", event="rating", link="genre:Thriller")
+    assert link_text(h) == "is a thriller, like"
+    counted = HistoryItem("P1", "Xerox 1883", ["Office Supplies", "Paper"], "2016-05-01", link="count", support=4)
+    assert link_text(counted) == "was bought by 4 customers who also bought"
+    assert link_text(HistoryItem("P1", "Xerox 1883", ["Office Supplies", "Paper"], None, link="count",
+                                 support=2)) is None  # below the minimum support: not said
+

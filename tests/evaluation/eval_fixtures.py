@@ -19,6 +19,7 @@ from recnarr.config import RunConfig, load_config
 from recnarr.data.claims import Pair
 from recnarr.data.narratives import HistoryItem, NarrativeRecord, Writer, format_prompt
 from recnarr.data.schema import Dataset, product_from_row
+from recnarr.inference.records import RecordBuilder
 from recnarr.model.checkpoint import save_checkpoint
 from recnarr.model.gpt import GPT, GPTConfig
 
@@ -98,12 +99,15 @@ def records(ds: Dataset) -> list[NarrativeRecord]:
     """One test record per user: their train purchases as history, a product they never bought."""
     products = {str(r["id"]): product_from_row(r) for _, r in ds.products.iterrows()}
     names = dict(zip(ds.users["id"], ds.users["name"], strict=True))
+    builder = RecordBuilder(ds)
     out = []
     for k, (uid, items) in enumerate(BUYS.items()):
         hist = [HistoryItem(p, products[p].title, products[p].category, bought_on(uid, i).date().isoformat(),
                             products[p].brand)
                 for i, p in enumerate(items[:3])]  # the purchases as the interactions table has them
         candidate = next(p for p in list(products)[k:] + list(products) if p not in items)
+        # each past item with the link a record backs (a category relation, a customer count), or none
+        hist = [builder.linked(products[candidate], h, "ease") for h in hist]
         out.append(NarrativeRecord(product=products[candidate], history=hist, customer=names[uid], reason_index=1,
                                    pair=Pair(products["OFF-FA-1"].title, 1)
                                    if candidate != "OFF-FA-1" and "OFF-FA-1" not in items else None, tone=["warm", "concise", "premium"][k % 3], user_id=uid))

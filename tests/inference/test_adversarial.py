@@ -42,9 +42,15 @@ def true_records(ds, n: int) -> list:
         if len(items) < 2:
             continue
         bought = {pid for pid, _, _ in past}
-        pid = next(p for p in products[(i * 7) % len(products):] + products if p not in bought)
-        out.append((builder, builder.record(builder.product(pid), items, uid, items[-1].product_id,
-                                            ("warm", "concise", "premium")[i % 3])))
+        rows = products[(i * 7) % len(products):] + products
+        # a product of the same category as a past item (a reason to cite) where there is one
+        pid = next((p for p in rows if p not in bought
+                    and builder.product(p).category == items[i % len(items)].category), None) or next(
+            p for p in rows if p not in bought)
+        order = [items[i % len(items)]] + [h for h in items if h is not items[i % len(items)]]
+        out.append((builder, builder.evidence_record(builder.product(pid), items, uid,
+                                                     [{"product_id": h.product_id} for h in order],
+                                                     ("warm", "concise", "premium")[i % 3])))
         if len(out) == n:
             break
     return out
@@ -64,14 +70,23 @@ def perturbations(name: str, text: str, rec, others: list[str], other_names: lis
             out.append(("date in no record", text.replace(date, f"{date[:-4]}{year - 3}", 1)))
             break
     kind, purpose = FOREIGN[name]
-    out.append(("wrong kind", text.replace(v["a_kind"], kind, 1) if v["a_kind"] in text
+    said_kind = v.get("a_kind")
+    out.append(("wrong kind", text.replace(said_kind, kind, 1) if said_kind and said_kind in text
                 else f"{text} The {rec.product.title} is {kind}."))
     out.append(("another catalog's words", f"{text} {purpose}"))
     out += [("invented popularity", f"{text} {p}") for p in POPULARITY]
-    links = [v[f"past{k}_link"] for k in range(1, len(rec.history) + 1) if v[f"past{k}_link"] in text]
+    links = [v[f"past{k}_link"] for k in range(1, len(rec.history) + 1) if v.get(f"past{k}_link", "\0") in text]
     if links:
         wrong = next(x for x in LINKS.values() if x != links[0])
         out.append(("wrong relation", text.replace(links[0], wrong, 1)))
+        count = re.search(r"by (\d+) (customers|people)", links[0])
+        if count:  # the count of customers who had both, off by a few
+            out.append(("wrong support", text.replace(count.group(0), f"by {int(count.group(1)) + 4} "
+                                                                       f"{count.group(2)}", 1)))
+    stars = re.search(r"you gave (\d) star", text)
+    if stars:
+        out.append(("wrong rating", text.replace(stars.group(0), f"you gave {6 - int(stars.group(1))} star", 1)
+                    if stars.group(1) != "3" else text.replace(stars.group(0), "you gave 5 star", 1)))
     verb = next((w for w in ("bought", "rated") if f"you {w}" in text), None)
     if verb:
         out.append(("wrong event verb", text.replace(f"you {verb}", "you rated" if verb == "bought" else

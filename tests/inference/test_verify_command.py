@@ -20,8 +20,8 @@ def run_args(tmp_path: Path) -> list[str]:
 def test_verify_checks_each_line_against_the_records(tmp_path, capsys):
     lines = [
         # true: Maya bought the plates and bowls in February 2023, the throw in September 2023
-        {"user_id": "c-1", "product_id": "h-104", "text": "Hi Maya! Meet the Walnut Serving Board. It is a change of "
-         "pace from the Wool Throw Blanket you bought in September 2023. It's $58.00, now 25% off at $43.50."},
+        {"user_id": "c-1", "product_id": "h-104", "text": "Hi Maya! Meet the Walnut Serving Board. You bought the "
+         "Wool Throw Blanket in September 2023. It's $58.00, now 25% off at $43.50."},
         # a wrong month for that purchase
         {"user_id": "c-1", "product_id": "h-104", "text": "Meet the Walnut Serving Board. You bought the Wool Throw "
          "Blanket in February 2023."},
@@ -50,8 +50,15 @@ def test_verify_checks_each_line_against_the_records(tmp_path, capsys):
 def test_verify_passes_when_every_text_is_true(tmp_path, capsys):
     path = tmp_path / "ok.jsonl"
     path.write_text(json.dumps({"user_id": "c-5", "product_id": "h-108", "text": "Take a look at the Ceramic Table "
-                                "Lamp. It is a change of pace from the Linen Napkins you bought in April 2024."}))
+                                "Lamp. In the catalog's words: \"Glazed ceramic base with a linen drum shade\". You "
+                                "bought the Linen Napkins in April 2024."}))
     assert main(["verify", str(path), *run_args(tmp_path)]) == 0
-    assert json.loads(capsys.readouterr().out.splitlines()[-1])["ok"] is True
+    answer = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert answer["ok"] is True and "fact" in {c["fact"] for c in answer["citations"]}
+    # "a change of pace" holds of any two products: no reason, and not a word the verifier takes
+    path.write_text(json.dumps({"user_id": "c-5", "product_id": "h-108", "text": "Take a look at the Ceramic Table "
+                                "Lamp. It is a change of pace from the Linen Napkins you bought in April 2024."}))
+    assert main(["verify", str(path), *run_args(tmp_path)]) == 1
+    capsys.readouterr()
     assert main(["verify", str(tmp_path / "missing.jsonl"), *run_args(tmp_path)]) == 1
     assert "no such file" in capsys.readouterr().err

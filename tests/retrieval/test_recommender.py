@@ -96,10 +96,35 @@ def test_reasons_point_at_real_history_items(rand_rec):
                 row_a, row_b = rec.index.row_of(r.product.id), rec.index.row_of(reason.product_id)
                 assert reason.similarity == pytest.approx(float(x[row_a] @ x[row_b]), abs=1e-5)
                 assert reason.copurchase_count == stats.pair_counts(r.product.id, [reason.product_id])[0]
-            # nearest history item by cosine is among the reasons unless co-purchased ones took every slot
-            nearest = max(ids, key=lambda h: float(rec.index.vector(h) @ rec.index.vector(r.product.id)))
-            assert nearest in {x.product_id for x in r.reasons} or all(x.copurchase_count for x in r.reasons)
+            # the evidence is ordered by what each item added to the score, largest first
+            shares = [x.contribution for x in r.reasons]
+            assert shares == sorted(shares, reverse=True)
             assert r.copurchased == any(x.copurchase_count > 0 for x in r.reasons)
+
+
+@pytest.mark.parametrize("text", [None, "abcd"])
+def test_evidence_splits_the_score_exactly_over_the_history(rand_rec, text):
+    """Every term that depends on the history (similarity, EASE, co-purchase, sequential rules) is owed to
+    its items: the items' contributions plus popularity (plus the text's own part) give the score."""
+    rec, df, x, inter = rand_rec
+    cfg = RetrievalConfig(copurchase_weight=0.7, sequence_weight=1.5, popularity_weight=0.3, max_reasons=50)
+    full = Recommender(rec.index, inter, cfg, text_encoder=rec._text_encoder)
+    for hist in _histories(df, 5):
+        hist = hist + [hist[0]]  # an item bought twice counts once in the evidence, with both weights
+        out = full.recommend(hist, text=text, filters=Filters(in_stock=False), k=10)
+        ids, times = full.resolve_history(hist)
+        q, coef = full.query_parts(ids, times, text)
+        for r in out:
+            assert len(r.reasons) == len(set(ids))
+            text_part = r.similarity - float(sum(c * (x[rec.index.row_of(h)] @ x[rec.index.row_of(r.product.id)])
+                                                 for h, c in zip(ids, coef, strict=True)))
+            assert (text_part == pytest.approx(0, abs=1e-5)) == (text is None)
+            owed = sum(x.contribution for x in r.reasons)
+            assert owed + cfg.popularity_weight * r.popularity + text_part == pytest.approx(r.score, abs=1e-5)
+            top = r.reasons[0]
+            assert top.kind in ("similar", "ease", "copurchase", "sequence")
+        kinds = {x.kind for r in out for x in r.reasons}
+        assert len(kinds) >= 2  # the terms really are told apart
 
 
 def test_copurchase_and_popularity_come_from_train_only():

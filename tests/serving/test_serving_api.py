@@ -75,7 +75,12 @@ def test_recommend_verified_narrative_with_citations(scripted_client):
     n = body["narrative"]
     assert n["verified"] and not n["fallback"] and n["attempts"] == 1 and not n["errors"]
     top = body["products"][0]
-    assert n["text"].startswith("It is a natural companion to the ") and top["title"] in n["text"]
+    assert n["text"].startswith(f"Meet the {top['title']} at ") and " It " in n["text"]
+    # the past item cited is the top of the product's evidence, told with a link a record backs
+    cited = [c for c in n["citations"] if c["fact"] == "past1"]
+    assert cited and cited[0]["source"].split(":")[1].split(".")[0] == top["reasons"][0]["product_id"]
+    assert top["reasons"][0]["kind"] in ("similar", "ease", "copurchase", "sequence")
+    assert top["reasons"][0]["contribution"] >= top["reasons"][-1]["contribution"]
     sources = {c["fact"]: c["source"] for c in n["citations"]}
     assert sources["product"].startswith(f"product:{top['id']}") and sources["price"].endswith(".price")
     assert any(f.startswith("past") for f in sources)

@@ -142,11 +142,12 @@ class ScriptedBackend:
         if self.lying:
             return self.LIE
         m = re.search(r"### reason: \w+ to \[(\d+)\]", prompt)
-        link = f"It is {{past{m.group(1)}_link}} the {{past{m.group(1)}}}. " if m else ""
-        # like a model that learned the format: a discounted product's price is said with its offer
+        link = f" It {{past{m.group(1)}_link}} the {{past{m.group(1)}}}." if m else ""
+        # like a model that learned the format: the product named first, a discounted product's price
+        # said with its offer, then the recommender's reason
         offer = re.search(r"^### price: .* off", prompt, re.M)
-        return link + ("Meet the {product} at {sale_price} ({discount} off {price})." if offer
-                       else "Meet the {product} at {price}.")
+        return ("Meet the {product} at {sale_price} ({discount} off {price})." if offer
+                else "Meet the {product} at {price}.") + link
 
     def open(self, rows: int, cached: bool) -> ScriptedSlots:
         return ScriptedSlots(self, rows)

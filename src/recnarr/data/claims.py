@@ -6,22 +6,31 @@ a slot filled from the record, so the model never writes a fact itself:
 
     claim                 slots                          filled from
     identity              {product} {brand}              product.title, product.brand
-    kind / category       {kind} {a_kind} {category}     the title's head noun, else the leaf category
-    purpose               {purpose}                      lexicon.PURPOSE[leaf, on its own path], else a
-                                                         description sentence that says what it does
-    attribute             {feature}                      a title clause or a descriptive attribute
+    kind / category       {kind} {a_kind} {category}     the leaf category's noun (a film: its genre), only
+                                                         where the title does not say it already
+    purpose               {purpose}                      lexicon.PURPOSE[leaf, on its own path] when the
+                                                         title names the leaf's noun, else a description
+                                                         sentence that says what it does
+    description           {fact}                         a description sentence, quoted word for word
+    attribute             {feature}                      a descriptive attribute (colour, material ...)
     price                 {price} {sale_price}           product.price, price * (1 - discount)
                           {discount} {saving}            (known prices only: an unknown price has none)
     release               {year}                         product.attributes.year
     customer              {name}                         user.name (first name)
     past interaction      {pastK} {pastK_date}           history[K]: its title, its own date,
-                          {pastK_verb}                   and the verb of its event (bought, rated ...)
-    relation              {pastK_link}                   product vs history[K] categories (+ COMPLEMENTS)
+                          {pastK_verb} {pastK_rating}    the verb of its event (bought, rated ...), its stars
+    relation              {pastK_link}                   history[K].link, the recommender's evidence told as
+                                                         a record can back it: N customers who had both
+                                                         (>= min_support), the same category path, a shared
+                                                         film genre, a lexicon COMPLEMENTS pair
     bought together       {pair_support} {pair}          orders shared by >= min_support customers
 
 Binding rules, checked on the slotted text (`check`): a slot must be one this record can fill; a
 `{pastK_date}`, `{pastK_verb}` or `{pastK_link}` must sit in the same clause as its own `{pastK}`;
-`{pair}` and `{pair_support}` only together, in one clause; on a discounted product `{price}` only in a
+`{pair}` and `{pair_support}` only together, in one clause; a `{pastK_rating}` in the clause of its
+`{pastK}`; composition (`composition`): the product named before "it" / "this one", at most one opener
+before it, each claim once (the kind and the category not both), "also" only after a past item, at
+most 5 sentences; on a discounted product `{price}` only in a
 clause with `{sale_price}` or `{discount}` (alone it reads as what one pays); no asking for an order of
 a product without a price; the recommended product is named; every other word is connective
 vocabulary, and no digit stands outside a slot. A narrative that breaks a
@@ -37,23 +46,26 @@ from collections.abc import Collection
 from dataclasses import dataclass
 
 from recnarr.data.connectives import ORDER_WORDS, VOCABULARY
-from recnarr.data.lexicon import COMPLEMENTS, PURPOSE, lexicon_leaf
+from recnarr.data.lexicon import COMPLEMENTS, GENRE_NOUNS, NOUNS, PURPOSE, lexicon_leaf
+from recnarr.data.placeholders import placeholder
 from recnarr.data.schema import Product
 
 SLOT_RE = re.compile(r"\{([a-z_]+[0-9]*(?:_[a-z]+)?)\}")
 CLAUSE_RE = re.compile(r"[.!?;:]+(?=\s|$)|\s[-\u2013\u2014]\s")
 WORD_RE = re.compile(r"[A-Za-z][A-Za-z'\u2019-]*")
-PAST_RE = re.compile(r"past(\d+)(?:_(date|verb|link))?$")
+PAST_RE = re.compile(r"past(\d+)(?:_(date|verb|link|rating))?$")
 # the verb a past interaction is told with, by its event (schema.EVENT_TYPES)
 EVENT_VERBS = {"purchase": "bought", "rating": "rated", "view": "viewed", "cart": "saved"}
-# how the product relates to a past item, by `relation()`; each fits "It is {link} the {pastK}"
-LINKS = {"same": "from the same category as", "family": "from the same department as",
-         "complement": "a natural companion to", "other": "a change of pace from"}
+# how the product relates to a past item (`relation`), each a verb phrase: "It {link} the {pastK}". No
+# "same department" or "change of pace": they hold for nearly any two products and give no reason.
+# Counts ("was bought by 12 customers who also bought") and genres are filled in by `link_text`.
+LINKS = {"same": "is from the same category as", "complement": "is a natural companion to"}
 MIN_SUPPORT = 3  # "bought together" needs at least this many distinct customers (narratives.min_support)
 # what each slot claims and where its value comes from (for citations and docs)
 SOURCES = {"product": "product.title", "brand": "product.brand", "kind": "product.title|category",
            "a_kind": "product.title|category", "category": "product.category[-1]",
-           "purpose": "lexicon.PURPOSE[category]|product.description", "feature": "product.title|attributes",
+           "purpose": "lexicon.PURPOSE[category]|product.description", "feature": "product.attributes",
+           "fact": "product.description",
            "price": "product.price", "sale_price": "product.price*(1-discount)", "discount": "product.discount",
            "saving": "product.price*discount", "year": "product.attributes.year", "name": "user.name",
            "pair": "copurchase.title", "pair_support": "copurchase.customers"}
@@ -110,24 +122,40 @@ def is_film(category) -> bool:
     return bool(category) and category[0] == "Movies"
 
 
-def kind_phrase(p: Product) -> str:
-    """What the product is, from its own data: a film's genre; else the title's head noun phrase
-    ("Hon Deluxe Fabric Upholstered Stacking Chairs, Rounded Back" -> "stacking chairs"); else its
-    leaf category ("Xerox 221" in Paper -> "paper product"); else a neutral "pick"."""
-    leaf = p.category[-1] if p.category else ""
+def genres(p_or_attrs) -> list[str]:
+    """A film's genres, all of them (MovieLens' `genres` attribute: "Comedy, Drama"); else its one genre."""
+    attrs = p_or_attrs.attributes if isinstance(p_or_attrs, Product) else (p_or_attrs or {})
+    listed = [g.strip() for g in str(attrs.get("genres") or "").split(",") if g.strip()]
+    return listed
+
+
+def _stems(text: str) -> set[str]:
+    return {singular(w.lower()) for w in re.findall(r"[A-Za-z][A-Za-z'-]+", text)}
+
+
+def kind_phrase(p: Product) -> str | None:
+    """What the product is, only where that adds to its title: a film's genre when it has one (several
+    genres: None, no first-alphabetical pick); else, for a title that names no kind of its own ("Xerox
+    1883", "Avery 482": a brand and a model number), its leaf category's noun ("paper product"; the
+    lexicon's on its own paths, else a one-word leaf made singular). None otherwise: a title that says
+    what it is ("Avery File Folder Labels") needs no "labels" after it, and a leaf's noun can be wrong of
+    what the title names (a binding machine filed under Binders is no binder)."""
     if is_film(p.category):
-        return f"{leaf.lower()} movie" if len(p.category) > 1 else "movie"
-    head = p.title.split(",")[0]
-    if p.brand and head.lower().startswith(p.brand.lower()):
-        head = head[len(p.brand):]
-    head = re.split(r"\s(?:with|for|by|-|/|&)\s", head, flags=re.I)[0]  # "Binders With Label Holder"
-    words = [w.strip("\"'()") for w in head.split()]
-    # a unit belongs to the number before it, which goes ("Flash Drive 8 GB" -> "flash drive", not "drive GB")
-    words = [w for i, w in enumerate(words) if re.fullmatch(r"[A-Za-z][A-Za-z'-]+", w)
-             and not (i and re.search(r"\d", words[i - 1]) and w.lower() in UNITS)]
-    if len(words) >= 2:
-        return " ".join(_lower(w) for w in words[-2:])
-    return f"{singular(leaf.lower())} product" if leaf else "pick"
+        gs = genres(p) or p.category[1:]
+        return GENRE_NOUNS.get(gs[0], f"{gs[0].lower()} film") if len(gs) == 1 else None
+    name = p.title[len(p.brand):] if p.brand and p.title.lower().startswith(p.brand.lower()) else p.title
+    if len(re.findall(r"[A-Za-z]{3,}", name)) >= 2:
+        return None
+    leaf = p.category[-1] if p.category else ""
+    known = lexicon_leaf(p.category)
+    if known in NOUNS:
+        kind = NOUNS[known]
+    elif re.fullmatch(r"[A-Za-z]+", leaf) and not placeholder("category", leaf):
+        kind = singular(leaf.lower())
+    else:
+        return None
+    said = _stems(p.title)
+    return None if _stems(kind) <= said else kind
 
 
 def singular(word: str) -> str:
@@ -141,16 +169,15 @@ def singular(word: str) -> str:
 
 def purpose_phrase(p: Product) -> str | None:
     """What it is for: the lexicon's phrase for its leaf category, else its description's first clause
-    when that reads as a verb phrase ("keeps ..."), else the neutral "is part of our <category> range";
-    None without a category."""
-    leaf = p.category[-1] if p.category else ""
-    if (known := lexicon_leaf(p.category)) and PURPOSE.get(known):
+    when that reads as a verb phrase ("keeps ..."); None otherwise (no filler "part of our X range")."""
+    known = lexicon_leaf(p.category)
+    # the leaf's phrase only for what the leaf is named for: Binders' "holds documents together" is not
+    # said of a report cover or a binding machine filed under Binders
+    fits = known is not None and (is_film(p.category) or _stems(NOUNS.get(known, known)) & _stems(p.title))
+    if fits and PURPOSE.get(known):
         options = PURPOSE[known]
         return options[sum(map(ord, p.id)) % len(options)]  # one phrase per product: stable across texts
-    if (said := described_purpose(p.description)) is not None:
-        return said
-    # the neutral phrase where nothing fits: true of any product in that category
-    return f"is part of our {leaf.lower()} range" if leaf else None
+    return described_purpose(p.description)
 
 
 PURPOSE_VERBS = ("keeps", "makes", "holds", "gives", "adds", "brings", "helps", "lets", "turns", "frees", "stores",
@@ -171,10 +198,10 @@ def described_purpose(description: str | None) -> str | None:
 
 
 def features(p: Product) -> list[str]:
-    """True features in words: title clauses ("Rounded Back") and descriptive attributes ("Black");
-    clauses with digits are left out (numbers are claims of their own)."""
-    out = [c.strip() for c in p.title.split(",")[1:] if 2 < len(c.strip()) <= 40]
-    out += [str(v) for k, v in p.attributes.items() if k.lower() in DESCRIPTIVE_KEYS and v]
+    """True features in words: descriptive attributes ("Black"), not title clauses (those repeat the
+    name just said); values with digits are left out (numbers are claims of their own)."""
+    out = [str(v) for k, v in p.attributes.items() if k.lower() in DESCRIPTIVE_KEYS and v
+           and not placeholder(k.lower(), str(v))]
     seen, uniq = set(), []
     for f in out:
         if re.search(r"[\d*]", f) or f.lower() in seen:
@@ -193,16 +220,62 @@ def feature_phrase(p: Product) -> str | None:
     return f"in {f}" if " " not in f else f"with {f}"
 
 
-def relation(p: Product, category: list[str]) -> str:
-    """same | family | complement | other: how the product's categories relate to a past item's."""
-    if p.category and list(p.category) == list(category):  # the whole path: "Women > Accessories" is not
-        return "same"  # "Men > Accessories"
+_FILLER_WORDS = frozenset(["a", "an", "the", "by", "in", "of", "for", "and", "or", "with", "from", "to", "is", "it", "this", "its", "department", "category", "movie", "film"])
+
+
+def description_fact(p: Product) -> str | None:
+    """A description sentence to quote as the catalog's words: the first of 4 to 25 words that says
+    something the title, brand, category and attributes do not (3 words of its own or more) and is not
+    placeholder text; quoted exactly, so any word of it is the catalog's, not ours."""
+    for sentence in re.split(r"(?<=[.!?])\s+|\n+|\s*[\u2022|]\s*", p.description or ""):
+        s = sentence.strip().rstrip(".!").strip()
+        if not 4 <= len(s.split()) <= 25 or '"' in s or placeholder("description", s, p.id, p.title):
+            continue
+        known = _stems(" ".join([p.title, p.brand or "", *p.category, *map(str, p.attributes.values())]))
+        if len(_stems(s) - known - _FILLER_WORDS) < 3:
+            continue  # it restates the name and category (a loader's stand-in description): nothing to add
+        return f'"{s}"'
+    return None
+
+
+def relation(p: Product, category: list[str], past_genres: list[str] | None = None) -> str | None:
+    """same | genre:<G> | complement | None: how the product's categories relate to a past item's, when
+    that is a reason. Films: a genre both have ("same category" would be only their first genre); other
+    products: the whole path ("Women > Accessories" is not "Men > Accessories"), else a lexicon pair."""
+    if is_film(p.category) and is_film(category):
+        shared = [g for g in genres(p) or p.category[1:] if g in set(past_genres or category[1:])]
+        return f"genre:{shared[0]}" if shared else None
+    if p.category and list(p.category) == list(category):
+        return "same"
     la, lb = lexicon_leaf(p.category), lexicon_leaf(category)
     if la and lb and frozenset((la, lb)) in COMPLEMENTS:  # the lexicon's pairs, on its own paths only
         return "complement"
-    if p.category and category and p.category[0] == category[0] and len(p.category) > 1:
-        return "family"
-    return "other"
+    return None
+
+
+def link_text(h, min_support: int = MIN_SUPPORT) -> str | None:
+    """A past item's `link` as the words of `{pastK_link}`; None when there is nothing true and worth
+    saying. "count": the distinct customers who had both, by the item's own event, counted on the raw
+    interactions (`RecordBuilder`), said only from `min_support` on."""
+    link = getattr(h, "link", None)
+    if link == "count":
+        if h.support < min_support:
+            return None
+        verb = EVENT_VERBS.get(h.event or "purchase", "bought")
+        who = "people" if h.event == "rating" else "customers"
+        return f"was {verb} by {h.support} {who} who also {verb}"
+    if link and link.startswith("genre:"):
+        g = link.split(":", 1)[1]
+        return f"is {with_article(GENRE_NOUNS.get(g, g.lower() + ' film'))}, like"
+    return LINKS.get(link) if link else None
+
+
+def stars(rating) -> str | None:
+    """A customer's own rating of an item as words: "you gave 5 stars"; None without a whole rating."""
+    if rating is None or rating != rating or float(rating) != int(rating) or int(rating) < 1:
+        return None
+    n = int(rating)
+    return f"you gave {n} star{'s' if n != 1 else ''}"
 
 
 def bought_together(interactions) -> dict[str, tuple[str, int]]:
@@ -227,18 +300,20 @@ def bought_together(interactions) -> dict[str, tuple[str, int]]:
 def slot_values(rec) -> dict[str, str]:
     """Every slot a `NarrativeRecord` can fill, with its exact text: the only source of claims."""
     p = rec.product
-    values: dict[str, str] = {"product": p.title, "kind": kind_phrase(p)}
-    values["a_kind"] = with_article(values["kind"])
-    if p.category:
-        leaf = p.category[-1].lower()
-        values["category"] = f"{leaf} movies" if is_film(p.category) and len(p.category) > 1 else leaf
+    values: dict[str, str] = {"product": p.title}
+    if (kind := kind_phrase(p)) is not None:
+        values["kind"], values["a_kind"] = kind, with_article(kind)
+    if p.category and not is_film(p.category) and not placeholder("category", p.category[-1]):
+        values["category"] = p.category[-1].lower()
+    if (fact := description_fact(p)) is not None:
+        values["fact"] = fact
     if (purpose := purpose_phrase(p)) is not None:
         values["purpose"] = purpose
     if (feature := feature_phrase(p)) is not None:
         values["feature"] = feature
-    if rec.customer and first_name(rec.customer):
+    if rec.customer and first_name(rec.customer) and not placeholder("name", rec.customer):
         values["name"] = first_name(rec.customer)
-    if p.brand:
+    if p.brand and not placeholder("brand", p.brand) and p.brand.lower() not in p.title.lower():  # no echo
         values["brand"] = p.brand
     if p.price > 0:
         values["price"] = money(p.price)
@@ -258,7 +333,10 @@ def slot_values(rec) -> dict[str, str]:
             values[f"past{k}_date"] = month_year(h.date)
         if h.event in EVENT_VERBS:
             values[f"past{k}_verb"] = EVENT_VERBS[h.event]
-        values[f"past{k}_link"] = LINKS[relation(p, h.category)]
+        if (link := link_text(h, rec.min_support)) is not None:
+            values[f"past{k}_link"] = link
+        if h.event == "rating" and (said := stars(getattr(h, "rating", None))) is not None:
+            values[f"past{k}_rating"] = said
     return values
 
 
@@ -266,7 +344,7 @@ def slot_source(name: str, rec) -> str:
     m = PAST_RE.fullmatch(name)
     if m:
         k, part = int(m.group(1)), m.group(2) or "title"
-        field = {"title": "title", "date": "date", "verb": "event", "link": "category"}[part]
+        field = {"title": "title", "date": "date", "verb": "event", "link": "link", "rating": "rating"}[part]
         return f"history[{k}]:{rec.history[k - 1].product_id}.{field}"
     return f"product:{rec.product.id}.{SOURCES.get(name, name)}"
 
@@ -305,6 +383,7 @@ def check(slotted: str, values: dict[str, str]) -> list[str]:
                 what = {"date": "date", "verb": "event verb", "link": "relation"}.get(name.rsplit("_", 1)[-1], name)
                 errors.append(f"{{{name}}} ({what}) is not in the same clause as {{{owner}}}: "
                               f"{clause.strip()!r}")
+    errors += composition(slotted)
     plain = SLOT_RE.sub(" ", slotted)
     numbers = re.findall(r"\S*\d\S*", plain)
     if numbers:
@@ -317,6 +396,47 @@ def check(slotted: str, values: dict[str, str]) -> list[str]:
         if asked:
             errors.append(f"{asked[0]!r} asks for an order, but the catalog gives this product no price: "
                           "nothing says it is for sale")
+    return errors
+
+
+SENTENCE_SPLIT = re.compile(r"(?<=[.!?])\s+")
+REFERENCE_RE = re.compile(r"\b(?:it|it's|its|this one|this pick|these)\b", re.I)
+MAX_SENTENCES = 5
+KIND_SLOTS = frozenset({"kind", "a_kind", "category"})  # one claim: what the product is
+
+
+def composition(slotted: str) -> list[str]:
+    """How the sentences go together, so the sampler cannot write a narrative no shop would send: the
+    product named before anything refers to it ("it", "this one"); at most one opener (a sentence with
+    no claim but the name) before it; every claim once (the product's name at most twice; the kind and
+    the category not both); "also" only after a sentence that cited a past item; at most 5 sentences."""
+    errors: list[str] = []
+    sentences = [x for x in SENTENCE_SPLIT.split(slotted.strip()) if x.strip()]
+    named = next((i for i, x in enumerate(sentences) if "{product}" in x), len(sentences))
+    for x in sentences[:named]:
+        if REFERENCE_RE.search(SLOT_RE.sub(" ", x)):
+            errors.append(f"refers to the product before naming it: {x!r}")
+    # the clauses before the product's name that claim nothing: a greeting and a lead-in ("Hi {name}!
+    # Next on your list: the {product}") are two; a third is a stacked opener ("Good news: Meet the ...")
+    before = slotted.split("{product}", 1)[0] if named < len(sentences) else slotted
+    empty = [c for c in clauses(before) if set(SLOT_RE.findall(c)) <= {"name"}
+             and c.strip().lower() not in ("", "the", "a", "an")]
+    if len(empty) > 2 or sum(set(SLOT_RE.findall(x)) <= {"name"} for x in sentences[:named]) > 1:
+        errors.append(f"{len(empty)} openers before the product is named: one is enough")
+    said = SLOT_RE.findall(slotted)
+    counts = {n: said.count(n) for n in set(said)}
+    for n, c in sorted(counts.items()):
+        if c > (2 if n == "product" else 1):
+            errors.append(f"{{{n}}} is said {c} times: each claim once")
+    if len(KIND_SLOTS & set(counts)) > 1:
+        errors.append("the kind and the category are both said: one says what it is")
+    cited = False
+    for x in sentences:
+        if re.search(r"\balso\b", SLOT_RE.sub(" ", x), re.I) and not cited:
+            errors.append(f"'also' with no past item before it: {x!r}")
+        cited = cited or any(PAST_RE.fullmatch(n) for n in SLOT_RE.findall(x))
+    if len(sentences) > MAX_SENTENCES:
+        errors.append(f"{len(sentences)} sentences: at most {MAX_SENTENCES}")
     return errors
 
 

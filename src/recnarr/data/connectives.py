@@ -35,6 +35,9 @@ meet have here's
 now right save saving comes come costs priced price yours
 came out release released
 know
+which like
+catalog's words description says
+today fit enjoy
 """
 
 VOCABULARY: frozenset[str] = frozenset(_WORDS.split())

@@ -67,6 +67,24 @@ PURPOSE: dict[str, list[str]] = {
     "Western": ["rides out on the open frontier", "tells a frontier story"],
 }
 
+# what one product of a leaf is, as a noun phrase ("Xerox 1883" in Paper: "paper product"): said only
+# when the title names no kind of its own (`claims.kind_phrase`); on the lexicon's own paths only
+NOUNS: dict[str, str] = {
+    "Accessories": "computer accessory", "Appliances": "appliance", "Art": "art supply", "Binders": "binder",
+    "Bookcases": "bookcase", "Chairs": "chair", "Copiers": "copier", "Envelopes": "envelope product",
+    "Fasteners": "fastener product", "Furnishings": "office furnishing", "Labels": "label product", "Machines": "office machine",
+    "Paper": "paper product", "Phones": "phone", "Storage": "storage piece", "Supplies": "office supply",
+    "Tables": "table",
+}
+# a film genre as the noun a sentence names it by ("a comedy", "a crime film")
+GENRE_NOUNS: dict[str, str] = {
+    "Action": "action film", "Adventure": "adventure film", "Animation": "animated film",
+    "Children's": "children's film", "Comedy": "comedy", "Crime": "crime film", "Documentary": "documentary",
+    "Drama": "drama", "Fantasy": "fantasy film", "Film-Noir": "film noir", "Horror": "horror film",
+    "Musical": "musical", "Mystery": "mystery", "Romance": "romance", "Sci-Fi": "sci-fi film",
+    "Thriller": "thriller", "War": "war film", "Western": "western",
+}
+
 # kinds that complete each other (either direction)
 COMPLEMENTS: set[frozenset[str]] = {
     frozenset(p)

@@ -15,7 +15,7 @@ import random
 from dataclasses import asdict, dataclass
 
 from recnarr.choices import STYLES
-from recnarr.data.claims import MIN_SUPPORT, Pair, money, month_year, relation, slot_values
+from recnarr.data.claims import MIN_SUPPORT, Pair, link_text, money, month_year, slot_values
 from recnarr.data.connectives import ORDER_WORDS
 from recnarr.data.schema import CATEGORY_SEP, Product
 
@@ -32,6 +32,10 @@ class HistoryItem:
     date: str | None  # ISO date of the interaction; None for an anonymous basket sent without dates
     brand: str | None = None
     event: str | None = "purchase"  # schema.EVENT_TYPES; None: an anonymous basket item (no event known)
+    rating: float | None = None  # the customer's own rating of it (a rating event)
+    link: str | None = None  # how the product relates to it, as a record backs it (`claims.link_text`)
+    support: int = 0  # distinct customers who had both it and the product (its event), raw interactions
+    evidence: str | None = None  # the recommender's term that made it count (`recommender.EVIDENCE_KINDS`)
 
 
 @dataclass
@@ -39,7 +43,7 @@ class NarrativeRecord:
     product: Product
     history: list[HistoryItem]
     customer: str | None = None  # display name, if known
-    reason_index: int | None = None  # 1-based history item retrieval found nearest
+    reason_index: int | None = None  # 1-based history item that added most to the product's score
     reason_kind: str = "similar"  # similar | copurchase
     pair: Pair | None = None  # an item bought in the same orders, with its support
     tone: str = "warm"
@@ -69,8 +73,9 @@ def format_prompt(rec: NarrativeRecord) -> str:
     for k, h in enumerate(rec.history, 1):
         when = f", {month_year(h.date)}" if h.date else ""
         event = f", {EVENT_WORDS[h.event]}" if h.event in EVENT_WORDS else ""
-        lines.append(f"[{k}] {h.title} ({CATEGORY_SEP.join(h.category)}){when}{event}, "
-                     f"{relation(p, h.category)}")
+        stars = f", {h.rating:g} stars" if h.rating is not None and h.event == "rating" else ""
+        link = link_text(h, rec.min_support) or "no link"
+        lines.append(f"[{k}] {h.title} ({CATEGORY_SEP.join(h.category)}){when}{event}{stars}, {link}")
     lines.append(f"### product: {p.title}")
     if p.brand:
         lines.append(f"### brand: {p.brand}")
@@ -86,13 +91,35 @@ def format_prompt(rec: NarrativeRecord) -> str:
     values = slot_values(rec)
     if "pair" in values:
         lines.append(f"### bought together: {values['pair']} ({rec.pair.support} customers)")
+    said = [n for n in ("kind", "purpose", "fact", "feature", "year") if n in values]
+    lines.append(f"### about it: {', '.join(said) or 'name only'}")
     lines.append(f"### tone: {rec.tone}")
     return "\n".join(lines) + "\n" + PROMPT_END
 
 
 # ---------------------------------------------------------------- the writer
+OPENERS = {
+    "warm": ["Hi {name}!", "Good news, {name}!", "{name}, we found something for you.", "Hello {name}!",
+             "{name}, here's a pick for you."],
+    "concise": ["{name}, a pick for you.", "For you, {name}."],
+    "premium": ["{name}, allow us to suggest something special.", "Dear {name}, a considered recommendation.",
+                "{name}, we have something special for you."],
+}
+ANON_OPENERS = {"warm": ["Here's one we think you'll like.", "We found something for you."],
+                "concise": ["A pick for you."], "premium": ["Allow us to suggest something special."]}
+CLOSERS = {
+    "warm": ["Add it to your next order!", "We think you'll love it.", "Give it a try.", "We hope you enjoy it.",
+             "Take a look today!", "It's worth a look.", "We think it's a good fit.", "Enjoy!"],
+    "concise": ["Worth a look.", "Add it to your cart.", "Take a look."],
+    "premium": ["We would be delighted to include it in your next order.", "A worthy addition.",
+                "It is ready when you are.", "We hope you enjoy it."],
+}
+
+
 class Writer:
-    """Writes a slotted narrative from a record: varied sentence plans, claims only through slots."""
+    """Writes a slotted narrative from a record: claims only through slots, composed as a shop would
+    send it (`claims.composition` checks it): one opener, the product named first, the recommender's
+    own reason with its evidence, each claim once, 2-5 sentences, openers and closers drawn from many."""
 
     def __init__(self, seed: int = 0):
         self.rng = random.Random(seed)
@@ -101,78 +128,75 @@ class Writer:
         return self.rng.choice(options)
 
     def opener(self, rec: NarrativeRecord, v: dict[str, str]) -> str:
-        named = {
-            "warm": ["Hi {name}!", "Hello {name},", "{name}, we found something for you.", "Good news, {name}:",
-                     "{name}, this one made us think of you.", "Hi {name}, we think you'll like this one."],
-            "concise": ["{name}, a pick for you:", "For you, {name}:", "{name}:", ""],
-            "premium": ["Dear {name},", "{name}, allow us to suggest something special.",
-                        "{name}, a considered recommendation:", "Dear {name}, we have something for you."],
-        }
-        anon = {
-            "warm": ["Here's one we think you'll like.", "We found something for you.", "Good news:", ""],
-            "concise": ["", "A pick for you:"],
-            "premium": ["A considered recommendation:", "Allow us to suggest something special.", ""],
-        }
-        return self.pick((named if "name" in v else anon)[rec.tone])
+        if "name" in v:
+            return self.pick(OPENERS[rec.tone]) if self.rng.random() < 0.7 else ""
+        return self.pick(ANON_OPENERS[rec.tone]) if self.rng.random() < 0.3 else ""
 
-    def history(self, k: int, v: dict[str, str]) -> str:
-        """A past item, its own date and event, and how the product relates to it: one clause."""
-        past, link = f"{{past{k}}}", f"{{past{k}_link}}"
-        verb, date = f"past{k}_verb" in v, f"past{k}_date" in v
-        did = (f"you {{past{k}_verb}} in {{past{k}_date}}" if date else f"you {{past{k}_verb}}") if verb else (
-            "in your basket")
-        options = [f"It is {link} the {past} {did}.", f"The {{product}} is {link} the {past} {did}.",
-                   f"This pick is {link} the {past} {did}.", f"This one is {link} the {past} {did}."]
-        if verb and date:
-            options += [f"In {{past{k}_date}} you {{past{k}_verb}} the {past}, and this one is {link} it.",
-                        f"You {{past{k}_verb}} the {past} in {{past{k}_date}}, and this pick is {link} it."]
+    def lead(self, v: dict[str, str]) -> str:
+        """The sentence that names the product (the first to mention it)."""
+        options = ["Meet the {product}.", "Next on your list: the {product}.", "We recommend the {product}.",
+                   "Take a look at the {product}.", "Our pick for you: the {product}.",
+                   "We think you'll like the {product}.", "Here's one for you: the {product}."]
+        if "a_kind" in v:
+            options += ["Meet the {product}, {a_kind}.", "We recommend the {product}, {a_kind}.",
+                        "Have a look at the {product}, {a_kind}."]
+        if "brand" in v:
+            options += ["We recommend the {product} from {brand}."]
         return self.pick(options)
 
-    def also(self, k: int, v: dict[str, str]) -> str:
-        if f"past{k}_verb" not in v:
-            return ""
+    def reason(self, k: int, v: dict[str, str], named: bool) -> str:
+        """A past item and the evidence that ties the product to it, in one clause."""
+        past, link = f"{{past{k}}}", f"{{past{k}_link}}"
         when = f" in {{past{k}_date}}" if f"past{k}_date" in v else ""
-        return self.pick([f"You also {{past{k}_verb}} the {{past{k}}}{when}.",
-                          f"It is also {{past{k}_link}} the {{past{k}}} you {{past{k}_verb}}{when}."])
+        if f"past{k}_rating" in v:
+            did = f"which {{past{k}_rating}}{when}"
+        elif f"past{k}_verb" in v:
+            did = f"which you {{past{k}_verb}}{when}"
+        else:
+            did = "from your basket"
+        options = [f"The {{product}} {link} the {past}, {did}."]
+        if named:
+            options += [f"It {link} the {past}, {did}."] * 2
+        if f"past{k}_verb" in v and f"past{k}_rating" not in v:
+            options += [f"The {{product}} {link} the {past} you {{past{k}_verb}}{when}."]
+            if named:
+                options += [f"You {{past{k}_verb}} the {past}{when}, and this one {link} it."]
+        return self.pick(options)
 
-    def pitch(self, rec: NarrativeRecord, v: dict[str, str]) -> list[str]:
-        first = self.pick([
-            "Meet the {product}: {a_kind}." if "feature" not in v else "Meet the {product}: {a_kind}, {feature}.",
-            "Next on your list: the {product}.",
-            "We recommend the {product}, {a_kind} from {brand}." if "brand" in v else
-            "We recommend the {product}, {a_kind}.",
-            "Take a look at the {product}.",
-            "The {product} is {a_kind}." if "feature" not in v else "The {product} is {a_kind}, {feature}.",
-            "Our pick for you: the {product}.",
-        ])
-        out = [first]
-        said_kind = "{a_kind}" in first
-        if "purpose" in v and (rec.tone != "concise" or self.rng.random() < 0.5):
-            out.append(self.pick(["It {purpose}.", "The {product} {purpose}." if "{product}" not in first else
-                                  "It {purpose}.", "This one {purpose}."]))
-        if not said_kind:
-            out.append(self.pick(["It is {a_kind}.", "This one is {a_kind}."]))
-        if "category" in v and rec.tone != "concise" and self.rng.random() < 0.25:
-            out.append("A fine choice from our {category}.")
-        if "brand" in v and "{brand}" not in first and self.rng.random() < 0.5:
-            out.append(self.pick(["It comes from {brand}.", "Made by {brand}.", "It is made by {brand}."]))
-        if "feature" in v and "{feature}" not in first and rec.tone != "concise" and self.rng.random() < 0.6:
+    def second(self, k: int, v: dict[str, str]) -> str:
+        when = f" in {{past{k}_date}}" if f"past{k}_date" in v else ""
+        did = f"which {{past{k}_rating}}{when}" if f"past{k}_rating" in v else f"which you {{past{k}_verb}}{when}"
+        return f"It also {{past{k}_link}} the {{past{k}}}, {did}." if f"past{k}_verb" in v else ""
+
+    def facts(self, v: dict[str, str], said_kind: bool) -> list[str]:
+        """What the product itself is and does, each once; the catalog's own words first."""
+        out = []
+        if "fact" in v:
+            out.append(self.pick(["In the catalog's words: {fact}.", "From its description: {fact}.",
+                                  "Its description says: {fact}."]))
+        if "purpose" in v:
+            out.append(self.pick(["It {purpose}.", "This one {purpose}."]))
+        if "feature" in v:
             out.append(self.pick(["It comes {feature}.", "You can have it {feature}."]))
-        if "year" in v and self.rng.random() < 0.6:
+        if "year" in v:
             out.append(self.pick(["It came out in {year}.", "A {year} release.", "Released in {year}."]))
+        if not said_kind and "a_kind" in v and not out:
+            out.append(self.pick(["It is {a_kind}.", "This one is {a_kind}."]))
+        self.rng.shuffle(out)
         return out
 
     def offer(self, v: dict[str, str]) -> str:
         if "price" not in v:
             return ""  # an unknown price: no price claim at all
         if "discount" in v:
-            return self.pick([
+            same = v["saving"] == v["sale_price"]  # at 50% off "Save $5: $5" says one amount twice
+            return self.pick([x for x in [
                 "It's {price}, now {discount} off at {sale_price}.",
                 "Right now it's {discount} off: {sale_price} instead of {price}.",
                 "Save {saving}: {sale_price}, down from {price}.",
                 "Now {sale_price} ({discount} off {price}).",
                 "At {discount} off, it comes to {sale_price}.",
-            ])
+            ] if not (same and "{saving}" in x)])
         return self.pick(["It's {price}.", "Yours for {price}.", "Priced at {price}.", "It costs {price}."])
 
     def pairing(self, v: dict[str, str]) -> str:
@@ -180,42 +204,35 @@ class Writer:
             return ""
         return self.pick(["{pair_support} the {pair}.", "Good to know: {pair_support} the {pair}."])
 
-    def cta(self, rec: NarrativeRecord) -> str:
-        calls = {
-            "warm": ["Add it to your next order!", "We think you'll love it.", "Give it a try.", "",
-                     "We hope you enjoy it."],
-            "concise": ["", "Worth a look.", "Add it to your cart."],
-            "premium": ["We would be delighted to include it in your next order.", "A worthy addition.",
-                        "It is ready when you are."],
-        }[rec.tone]
+    def closer(self, rec: NarrativeRecord) -> str:
+        calls = CLOSERS[rec.tone]
         if rec.product.price <= 0:  # not for sale in this catalog: no asking for an order (claims.check)
             calls = [c for c in calls if not ORDER_WORDS & set(c.lower().rstrip("!.").split())]
-        return self.pick(calls)
+        return self.pick(calls) if self.rng.random() < 0.6 else ""
 
     def write(self, rec: NarrativeRecord) -> str:
         v = slot_values(rec)
-        ks = list(range(1, len(rec.history) + 1))
-        cited = rec.reason_index if rec.reason_index in ks else (self.pick(ks) if ks else None)
-        parts = {
-            "opener": [self.opener(rec, v)],
-            "history": [self.history(cited, v)] if cited else [],
-            "pitch": self.pitch(rec, v),
-            "offer": [self.offer(v)],
-            "pair": [self.pairing(v)] if self.rng.random() < 0.8 else [],
-            "cta": [self.cta(rec)],
-        }
-        # a second past item now and then, for longer, more personal texts
-        if cited and len(ks) > 1 and rec.tone != "concise" and self.rng.random() < 0.3:
-            parts["history"].append(self.also(self.pick([k for k in ks if k != cited]), v))
-        plan = self.pick([
-            ["opener", "history", "pitch", "offer", "pair", "cta"],
-            ["opener", "pitch", "history", "offer", "pair", "cta"],
-            ["opener", "pitch", "offer", "history", "pair", "cta"],
-            ["pitch", "history", "offer", "pair", "cta"],
-            ["pitch", "offer", "history", "cta"],
-        ])
-        sentences = [s for name in plan for s in parts[name] if s]
-        if not any("{product}" in s for s in sentences):  # the product is always named
-            sentences.insert(1 if parts["opener"][0] else 0, self.pick(["Take a look at the {product}.",
-                                                                        "We recommend the {product}."]))
+        cited = 1 if "past1_link" in v else None  # the top contributor, or no past item at all
+        lead = self.lead(v)
+        first_reason = cited is not None and self.rng.random() < 0.3  # the reason names the product itself
+        body: list[str] = []
+        if cited:
+            body.append(self.reason(cited, v, named=not first_reason))
+            if "past2_link" in v and rec.tone != "concise" and self.rng.random() < 0.25:
+                body.append(self.second(2, v))
+        product = self.facts(v, "{a_kind}" in lead)
+        body += product[: 1 if rec.tone == "concise" else 2]
+        offer = self.offer(v)
+        if offer:
+            body.insert(self.rng.randint(1 if cited else 0, len(body)), offer)
+        if self.rng.random() < 0.4:
+            body.append(self.pairing(v))
+        body = [b for b in body if b]
+        head = [body.pop(0)] if first_reason else [lead]  # the reason sentence names the product itself
+        sentences = [self.opener(rec, v), *head, *body, self.closer(rec)]
+        sentences = [x for x in sentences if x]
+        while len(sentences) > 5:  # at most 5: the extras go first, the reason and the offer stay
+            drop = next(i for i in range(len(sentences) - 1, -1, -1)
+                        if not any(t in sentences[i] for t in ("{product}", "_link}", "{price}", "{sale_price}")))
+            sentences.pop(drop)
         return " ".join(sentences)

@@ -27,7 +27,8 @@ from recnarr.data.schema import Dataset
 
 log = logging.getLogger(__name__)
 
-KINDS = ("title", "price", "discount", "date", "event", "kind", "relation", "popularity", "name", "number")
+KINDS = ("title", "price", "discount", "date", "event", "kind", "relation", "popularity", "name", "number",
+         "quote", "rating")
 MASK = "§"  # replaces judged spans: not a letter, digit or clause break, so later checks skip them
 
 MONTHS = {m: i for i, m in enumerate(
@@ -50,6 +51,11 @@ SENTENCE_RE = re.compile(r"[.!?]+(?=\s|$|[\"'”’)\]])")
 
 
 RELATION_RE = re.compile(r"\b(same\s+category\s+as|same\s+department\s+as|change\s+of\s+pace\s+from)\b", re.I)
+# "It is a comedy, like Fargo", "is a crime film, like ...": a genre both films have
+GENRE_LIKE_RE = re.compile(r"\bis\s+(?:an?\s+|another\s+)?([a-z][a-z' -]*?)(?:\s+(?:film|movie))?,?\s+like\b", re.I)
+# "which you gave 5 stars", "you rated it 4 stars": the customer's own rating of a named item
+STARS_RE = re.compile(r"\b(?:gave(?:\s+it)?|rated(?:\s+it)?)\s+(\d+(?:\.\d+)?|one|two|three|four|five)\s+stars?\b", re.I)
+QUOTE_RE = re.compile(r"[\"\u201c]([^\"\u201c\u201d]{3,300})[\"\u201d]")
 
 
 def _path(v: Any) -> list[str]:
@@ -60,6 +66,25 @@ def _path(v: Any) -> list[str]:
         except json.JSONDecodeError:
             return [v]
     return [str(x) for x in v] if v is not None and not isinstance(v, float) else []
+
+
+def _genre_key(phrase: str) -> str:
+    """A genre as said ("animated", "film noir", "sci-fi") in the form the catalog lists it, lower case."""
+    p = " ".join(phrase.lower().replace("-", " ").split())
+    p = re.sub(r"\s+(?:film|movie)$", "", p)
+    return {"animated": "animation", "children's": "children's", "sci fi": "sci fi"}.get(p, p)
+
+
+def _genre_keys(row: dict[str, Any]) -> set[str]:
+    """A product's genres: its `genres` attribute, else its category levels, in `_genre_key`'s form."""
+    attrs = row.get("attributes") or {}
+    if isinstance(attrs, str):
+        try:
+            attrs = json.loads(attrs)
+        except json.JSONDecodeError:
+            attrs = {}
+    listed = [g for g in str(attrs.get("genres") or "").split(",") if g.strip()] or _path(row.get("category"))[1:]
+    return {_genre_key(g) for g in listed}
 
 
 def _words(text: str) -> list[str]:
@@ -241,7 +266,13 @@ class Auditor:
         # per user: product -> [(event, "YYYY-MM")]; per event: product -> users (co-purchase support)
         self.by_user: dict[str, dict[str, list[tuple[str, str | None]]]] = {}
         self.buyers: dict[str, dict[str, set[str]]] = {}
+        self.ratings: dict[tuple[str, str], set[float]] = {}
         inter = dataset.interactions
+        if len(inter) and "rating" in inter:
+            for uid, pid, r in zip(inter["user_id"].astype(str), inter["product_id"].astype(str),
+                                   pd.to_numeric(inter["rating"], errors="coerce"), strict=True):
+                if r == r:
+                    self.ratings.setdefault((uid, pid), set()).add(float(r))
         if len(inter):
             months = pd.to_datetime(inter["timestamp"], utc=True, errors="coerce").dt.strftime("%Y-%m")
             for uid, pid, event, ym in zip(inter["user_id"].astype(str), inter["product_id"].astype(str),
@@ -296,8 +327,17 @@ class Auditor:
         uid = None if user_id is None else str(user_id)
         own_name = self.first_names.get(uid) if uid is not None else None
 
+        # 0. a quotation is the catalog's words about the product, or it is false; either way its words
+        # are judged here as one claim, not one by one below
+        description = " ".join(str(product.get("description") or "").split())
+        for m in QUOTE_RE.finditer(text):
+            quoted = " ".join(m.group(1).split()).rstrip(".!")
+            if not quoted or quoted.lower() not in description.lower():
+                flag(m.start(), "quote", m.group(), f"{ptitle}'s description does not say {m.group()}.")
+            mask(m.start(), m.end())
+
         # 1a. titles (verdict later: a co-purchase sentence may present one)
-        spans = self._find_titles(text)
+        spans = self._find_titles(masked())
         for sp in spans:
             mask(sp.start, sp.end)
 
@@ -461,6 +501,35 @@ class Auditor:
                                            text[item.start:item.end])
                 if why:
                     flag(m.start(), "relation", text[m.start():m.end()], why)
+
+        # 9b. "a comedy, like Fargo": a genre the product and that film both have
+        if product:
+            for m in GENRE_LIKE_RE.finditer(cur):
+                clause = _enclosing(clauses, m.start())
+                after = [sp for sp in spans if sp.start >= m.end() and sp.end <= clause[1]]
+                if not after or after[0].start in false_titles or pid in after[0].ids:
+                    continue
+                item = after[0]
+                genre = _genre_key(m.group(1))
+                mine = _genre_keys(product)
+                theirs = [_genre_keys(self.products.get(i, {})) for i in sorted(item.ids)]
+                if genre not in mine or not any(genre in t for t in theirs):
+                    flag(m.start(), "relation", text[m.start():m.end()],
+                         f"'{m.group(1)}' is not a genre of both {ptitle} ({', '.join(sorted(mine)) or 'none'}) "
+                         f"and {text[item.start:item.end]}.")
+
+        # 9c. stars: the customer's own rating of the item the clause names
+        for m in STARS_RE.finditer(cur):
+            raw = m.group(1).lower()
+            n = float(_NUM_WORDS[raw]) if raw in _NUM_WORDS else float(raw)
+            item = attached(m.start())
+            given = set().union(*(self.ratings.get((str(uid), i), set()) for i in item.ids)) if (
+                item is not None and uid is not None) else set()
+            if n not in given:
+                what = text[item.start:item.end] if item is not None else "no item"
+                flag(m.start(), "rating", text[m.start():m.end()],
+                     f"this customer's ratings of {what} are {sorted(given) or 'none'}, not {n:g}.")
+            mask(m.start(), m.end())
 
         # 8. names
         sentence_starts = {lo + len(cur[lo:hi]) - len(cur[lo:hi].lstrip(" \t\n\"'“‘(")) for lo, hi in sentences}

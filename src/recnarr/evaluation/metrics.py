@@ -48,7 +48,7 @@ def product_features(p: Product) -> set[str]:
     """The product's key features in words: its kind phrase head, title features, descriptive attributes."""
     feats = {f.lower() for f in features(p)}
     kind = kind_phrase(p)
-    if not kind.endswith(("essential", "product", "pick")):  # the neutral kinds name no feature
+    if kind and not kind.endswith(("essential", "product", "pick")):  # the neutral kinds name no feature
         feats.add(kind.split()[-1].lower())
     feats |= {g.lower() for g in str(p.attributes.get("genres", "")).split("|") if g}
     if not feats and p.category:  # titles like "Xerox 221": the category is the one feature there is

@@ -37,16 +37,18 @@ from recnarr.retrieval.recommender import Filters, Recommender
 
 def fallback_text(rec: NarrativeRecord) -> str:
     """A plain factual narrative, built only from slots of the claim grammar (and verified like any
-    other): the product and its kind, its price when known, and the past item it relates to, told
-    with that item's own event and date."""
+    other): the product (and its kind where that adds to the title), its price when known, and the
+    past item that made the pick, told with its link, its own event and date."""
     v = slot_values(rec)
-    parts = ["We recommend the {product}, {a_kind}."]
+    parts = ["We recommend the {product}, {a_kind}." if "a_kind" in v else "We recommend the {product}."]
     if "price" in v:
         parts.append("Now {sale_price} ({discount} off {price})." if "discount" in v else "It costs {price}.")
     k = rec.reason_index
-    if k and f"past{k}_verb" in v:
+    if k and f"past{k}_verb" in v and f"past{k}_link" in v:
         when = f" in {{past{k}_date}}" if f"past{k}_date" in v else ""
-        parts.append(f"It is {{past{k}_link}} the {{past{k}}} you {{past{k}_verb}}{when}.")
+        parts.append(f"It {{past{k}_link}} the {{past{k}}}, which you {{past{k}_verb}}{when}.")
+    elif "fact" in v:
+        parts.append("In the catalog's words: {fact}.")
     return " ".join(parts)
 
 
@@ -107,7 +109,7 @@ class NarrativeGenerator:
         return params
 
     def _prompt(self, rec: NarrativeRecord, params: SamplingParams) -> tuple[str, SamplingParams]:
-        """The prompt, dropping the oldest history lines until it fits the block with room to write;
+        """The prompt, dropping the weakest evidence lines (the last) until it fits the block with room to write;
         if even the bare prompt leaves less room than asked, max_new_tokens shrinks to what fits."""
         block = self.block_size
         while True:
@@ -119,8 +121,8 @@ class NarrativeGenerator:
                     raise ValueError(f"the prompt alone ({n} tokens) fills the model's block of {block} tokens")
                 return prompt, replace(params, max_new_tokens=min(params.max_new_tokens, room),
                                        min_new_tokens=min(params.min_new_tokens, room))
-            rec.history = rec.history[1:]
-            rec.reason_index = None if rec.reason_index == 1 else (rec.reason_index - 1 if rec.reason_index else None)
+            rec.history = rec.history[:-1]
+            rec.reason_index = rec.reason_index if rec.reason_index and rec.reason_index <= len(rec.history) else None
 
     # ------------------------------------------------------------------ requests
     def retrieve(self, user_id: str | None, history: Sequence[str | tuple[str, Any]] | None, text: str | None,
@@ -161,8 +163,8 @@ class NarrativeGenerator:
         narrative = None
         if narrate and recs:
             top = recs[0]
-            rec = self.records.record(top.product, self.records.history_items(items, user_id, self.max_history),
-                                      user_id, top.reasons[0].product_id if top.reasons else None, style)
+            rec = self.records.evidence_record(top.product, self.records.history_items(items, user_id), user_id,
+                                               top.reasons, style, self.max_history)
             narrative = yield from self._narrate(rec, sampling, timings, tokens, cooperative)
         timings["total"] = time.perf_counter() - t0
         yield Final(Result(products, [r.score for r in recs], reasons, narrative, timings, tokens, self.versions))

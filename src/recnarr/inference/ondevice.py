@@ -76,7 +76,8 @@ class RemoteRetriever:
         out = []
         for card in r.json()["products"]:
             product = Product(**{f: card[f] for f in PRODUCT_FIELDS if f in card})
-            reasons = [Reason(x["product_id"], x["title"], x["similarity"], x.get("copurchase_count", 0))
+            reasons = [Reason(x["product_id"], x["title"], x["similarity"], x.get("copurchase_count", 0),
+                              x.get("kind", "similar"), x.get("contribution", 0.0))
                        for x in card.get("reasons", [])]
             # only the final score comes back; its parts stay on the server
             out.append(Recommendation(product, card["score"], card["score"], 0.0, 0.0, reasons))

@@ -33,9 +33,14 @@ have it or have seen it, so it is never recommended again, except purchases in `
 Diversity. At most `max_per_category` results of one leaf category (a request's Filters may set its own
 cap), so a list is not ten near-identical paper packs.
 
-Reasons. For each result, the past purchases it is nearest to (cosine, highest first) and any past
-purchase it is co-purchased with (`copurchase_count` = train users who bought both), so the narrative can
-cite a real connection.
+Reasons: the recommender's own evidence. The score splits exactly over the history items
+(`contributions`): the similarity term is cos(query, p) with query = sum_h c_h e_h (+ the free text's
+part), so item h contributes c_h * cos(h, p); EASE's w_h B[h, p], co-purchase's co(h, p) and the
+sequential rule's T[h, p] / r are sums over h already, each times its weight and scale. Popularity and
+the free text are the only parts no past item owns. Each result's `reasons` are the history items with
+the largest contribution, largest first, each with the term that gave most of it (`kind`: similar |
+ease | copurchase | sequence) and its support (`copurchase_count` = train users who bought both), so a
+narrative cites what made the recommender pick the product, not whatever was bought last.
 
 Privacy (anonymous mode). `recommend(history=[ids...])` needs no user id. The recommender keeps no state
 per call: nothing about the history or text is logged, cached or written; it reads the index and the
@@ -83,14 +88,19 @@ class Filters:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
 
 
+EVIDENCE_KINDS = ("similar", "ease", "copurchase", "sequence")  # the score's per-history-item terms
+
+
 @dataclass
 class Reason:
-    """A past purchase a recommendation is connected to."""
+    """A past purchase and what it added to a recommendation's score."""
 
     product_id: str
     title: str
     similarity: float  # cosine between the recommended product's and this purchase's embeddings
     copurchase_count: int = 0  # train users who bought both
+    kind: str = "similar"  # the term of EVIDENCE_KINDS that gave most of this item's contribution
+    contribution: float = 0.0  # this item's share of the score (all its terms)
 
 
 @dataclass
@@ -311,17 +321,28 @@ class Recommender:
 
     def query_vector(self, history_ids: Sequence[str], times: Sequence[pd.Timestamp | None],
                      text: str | None) -> np.ndarray | None:
-        vec = None
+        return self.query_parts(history_ids, times, text)[0]
+
+    def query_parts(self, history_ids: Sequence[str], times: Sequence[pd.Timestamp | None],
+                    text: str | None) -> tuple[np.ndarray | None, np.ndarray]:
+        """The query vector and each history position's coefficient in it: query = sum_i c_i e_i (+ the
+        text's part), so a product's cosine with the query splits over the history as c_i * cos(e_i, p)."""
+        vec, coef = None, np.zeros(len(history_ids))
         if history_ids:
             w = self.history_weights(times)
             h = (w[:, None] * self.index.vectors[self.index.rows_of(history_ids)]).sum(axis=0)
-            vec = h / max(np.linalg.norm(h), 1e-12)
+            norm = max(float(np.linalg.norm(h)), 1e-12)
+            vec, coef = h / norm, w / norm
         if text and text.strip():
             t = np.asarray(self._text_encoder([text.strip()]), dtype=np.float32)[0]
             t = t / max(np.linalg.norm(t), 1e-12)
-            vec = t if vec is None else (1 - self.cfg.text_weight) * vec + self.cfg.text_weight * t
-            vec = vec / max(np.linalg.norm(vec), 1e-12)
-        return None if vec is None else vec.astype(np.float32)
+            if vec is None:
+                vec = t
+            else:
+                vec = (1 - self.cfg.text_weight) * vec + self.cfg.text_weight * t
+                norm = max(float(np.linalg.norm(vec)), 1e-12)
+                vec, coef = vec / norm, coef * (1 - self.cfg.text_weight) / norm
+        return (None if vec is None else vec.astype(np.float32)), coef
 
     # ---------------------------------------------------------------------------------------- recommend
 
@@ -350,7 +371,7 @@ class Recommender:
         items: list[HistoryItem] = list(self.user_history(user_id)) if user_id is not None else []
         items += list(history or [])
         hist_ids, times = self.resolve_history(items)
-        query = self.query_vector(hist_ids, times, text)
+        query, coef = self.query_parts(hist_ids, times, text)
         excluded = set(filters.exclude_ids)
         if filters.exclude_purchased:
             excluded |= {p for p in hist_ids if not self.rebuyable(p)}
@@ -366,7 +387,8 @@ class Recommender:
             rows = self._filter(self._candidates(query, co_row, ease_row, seq_row, n_fetch), filters, excluded)
             searched_all = n_fetch >= len(self.index)
             if len(rows) >= k or searched_all:
-                out = self._rank(rows, query, hist_ids, co_row, ease_row, seq_row, filters, k, fill=searched_all)
+                out = self._rank(rows, query, (hist_ids, times, coef), co_row, ease_row, seq_row, filters, k,
+                                 fill=searched_all)
                 if len(out) == k or searched_all:
                     return out
             n_fetch *= 4
@@ -418,15 +440,18 @@ class Recommender:
             keep &= np.array([bool(wanted & {str(c).lower() for c in (path or [])}) for path in cats], dtype=bool)
         return rows[keep]
 
-    def _column_score(self, row: np.ndarray | None, ids: list[str]) -> np.ndarray:
-        """A per-item-column score row at these products, clipped at 0 and scaled to max 1."""
+    def _column_score(self, row: np.ndarray | None, ids: list[str]) -> tuple[np.ndarray, float]:
+        """A per-item-column score row at these products, clipped at 0 and scaled to max 1, and the
+        scale (1 / the max; 0 when nothing scores)."""
         if row is None:
-            return np.zeros(len(ids))
+            return np.zeros(len(ids)), 0.0
         c = self.stats.cols(ids)
         out = np.maximum(np.where(c >= 0, row[np.maximum(c, 0)], 0.0), 0.0)
-        return out / out.max() if out.max() > 0 else out
+        if out.max() <= 0:
+            return out, 0.0
+        return out / out.max(), 1.0 / float(out.max())
 
-    def _rank(self, rows: np.ndarray, query: np.ndarray | None, hist_ids: list[str], co_row: np.ndarray | None,
+    def _rank(self, rows: np.ndarray, query: np.ndarray | None, history: tuple, co_row: np.ndarray | None,
               ease_row: np.ndarray | None, seq_row: np.ndarray | None, f: Filters, k: int,
               fill: bool = False) -> list[Recommendation]:
         if not len(rows):
@@ -435,18 +460,57 @@ class Recommender:
         vecs = self.index.vectors[rows]
         sim = vecs @ query if query is not None else np.zeros(len(rows), dtype=np.float32)
         pop = self.stats.popularity(ids)
-        co = self._column_score(co_row if co_row is not None and len(co_row) else None, ids)
-        ease = self._column_score(ease_row, ids)
-        seq = self._column_score(seq_row, ids)
+        co, co_scale = self._column_score(co_row if co_row is not None and len(co_row) else None, ids)
+        ease, ease_scale = self._column_score(ease_row, ids)
+        seq, seq_scale = self._column_score(seq_row, ids)
         score = (sim + self.cfg.popularity_weight * pop + self.cfg.copurchase_weight * co
                  + self.cfg.ease_weight * ease + self.cfg.sequence_weight * seq)
         order = np.lexsort((np.array(ids), -score))  # ties: by id, so results are deterministic
         picked = self._capped(order, rows, f, k, fill)
-        reasons = self._reasons([ids[i] for i in picked], vecs[picked], hist_ids)
+        scales = {"copurchase": self.cfg.copurchase_weight * co_scale, "ease": self.cfg.ease_weight * ease_scale,
+                  "sequence": self.cfg.sequence_weight * seq_scale}
+        chosen = [ids[i] for i in picked]
+        parts = self.contributions(chosen, vecs[picked], history, scales, ease[picked] > 0)
+        reasons = self._reasons(chosen, vecs[picked], history[0], parts)
         return [Recommendation(product=self.index.product(ids[i]), score=float(score[i]), similarity=float(sim[i]),
                                popularity=float(pop[i]), copurchase=float(co[i]), ease=float(ease[i]),
                                sequence=float(seq[i]), reasons=r)
                 for i, r in zip(picked, reasons, strict=True)]
+
+    def contributions(self, ids: list[str], vecs: np.ndarray, history: tuple, scales: dict[str, float],
+                      ease_on: np.ndarray) -> np.ndarray:
+        """(results, distinct history items, EVIDENCE_KINDS) share of each result's score owed to each
+        past item, by term; summed over items and terms it is the score less popularity and the free
+        text's part (tested). `ease_on`: results whose EASE score is above 0 (below, the clipped term
+        is 0 and no item owns any of it)."""
+        hist_ids, times, coef = history
+        uniq = list(dict.fromkeys(hist_ids))
+        out = np.zeros((len(ids), len(uniq), len(EVIDENCE_KINDS)))
+        if not uniq or not len(ids):
+            return out
+        at = {h: j for j, h in enumerate(uniq)}
+        pos = np.array([at[h] for h in hist_ids])
+        c_u = np.bincount(pos, weights=coef, minlength=len(uniq))
+        out[:, :, 0] = (vecs @ self.index.vectors[self.index.rows_of(uniq)].T) * c_u[None, :]
+        cu, cp = self.stats.cols(uniq), self.stats.cols(ids)
+        ku, kp = np.flatnonzero(cu >= 0), np.flatnonzero(cp >= 0)
+        if not len(ku) or not len(kp):
+            return out
+        sub = np.ix_(kp, ku)
+        if self.ease is not None and scales["ease"] > 0:
+            w_u = np.bincount(pos, weights=self.history_weights(times), minlength=len(uniq))
+            b = self.ease.B[np.ix_(cu[ku], cp[kp])].T.astype(np.float64) * w_u[ku][None, :]
+            out[:, :, 1][sub] = b * scales["ease"] * ease_on[kp][:, None]
+        if scales["copurchase"] > 0:
+            times_had = np.bincount(pos, minlength=len(uniq))[ku]  # `copurchase_row` counts each listing
+            co = self.stats.cooc_cosine[cu[ku]][:, cp[kp]].toarray().T * times_had[None, :]
+            out[:, :, 2][sub] = co * scales["copurchase"]
+        if self.rules is not None and scales["sequence"] > 0:
+            recent = self._in_time_order(hist_ids, times)[-self.cfg.sequence_last:][::-1]
+            for rank, h in enumerate(recent, 1):
+                if (c := self.stats.cols([h])[0]) >= 0:
+                    out[kp, at[h], 3] += self.rules.T[c][:, cp[kp]].toarray().ravel() / rank * scales["sequence"]
+        return out
 
     def _capped(self, order: np.ndarray, rows: np.ndarray, f: Filters, k: int, fill: bool) -> list[int]:
         """The first k of `order` within the per-brand and per-leaf-category caps. The brand cap is a
@@ -485,8 +549,10 @@ class Recommender:
                 break
         return picked
 
-    def _reasons(self, ids: list[str], vecs: np.ndarray, hist_ids: list[str]) -> list[list[Reason]]:
-        """Per result: co-purchased past purchases first, then the nearest ones (cosine), at most max_reasons."""
+    def _reasons(self, ids: list[str], vecs: np.ndarray, hist_ids: list[str],
+                 parts: np.ndarray) -> list[list[Reason]]:
+        """Per result: the past items that added most to its score (`contributions`), largest first,
+        at most max_reasons; ties by id, so the answer never depends on the history's order."""
         if not hist_ids:
             return [[] for _ in ids]
         uniq = list(dict.fromkeys(hist_ids))
@@ -494,9 +560,11 @@ class Recommender:
         sims = vecs @ self.index.vectors[hist_rows].T  # (results, history)
         co = self.stats.pair_matrix(ids, uniq)
         titles = self.index.column("title")[hist_rows]
+        total = parts.sum(axis=2)
         out = []
         for i in range(len(ids)):
-            order = sorted(range(len(uniq)), key=lambda j, i=i: (co[i, j] <= 0, -float(sims[i, j]), uniq[j]))
-            chosen = order[: self.cfg.max_reasons]
-            out.append([Reason(uniq[j], str(titles[j]), float(sims[i, j]), int(co[i, j])) for j in chosen])
+            order = sorted(range(len(uniq)), key=lambda j, i=i: (-round(float(total[i, j]), 9), uniq[j]))
+            out.append([Reason(uniq[j], str(titles[j]), float(sims[i, j]), int(co[i, j]),
+                               EVIDENCE_KINDS[int(np.argmax(parts[i, j]))], float(total[i, j]))
+                        for j in order[: self.cfg.max_reasons]])
         return out

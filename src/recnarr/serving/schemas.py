@@ -107,15 +107,21 @@ class ProductCard(BaseModel):
 
 
 class Reason(BaseModel):
+    """A past item of the recommender's evidence for the product (`Recommender.contributions`)."""
+
     product_id: str
     title: str
-    similarity: float
-    copurchase_count: int = 0
+    similarity: float = Field(description="cosine between the product's and this item's embeddings")
+    copurchase_count: int = Field(0, description="train customers who had both (the support)")
+    kind: str = Field("similar", description="the score term this item added most through: similar | ease | "
+                                             "copurchase | sequence")
+    contribution: float = Field(0.0, description="what this item added to the product's score, all terms")
 
 
 class RecommendedProduct(ProductCard):
     score: float
-    reasons: list[Reason] = Field(default_factory=list, description="past purchases it connects to")
+    reasons: list[Reason] = Field(default_factory=list, description="why this pick: the past items that added "
+                                  "most to its score, largest first")
 
 
 class Citation(BaseModel):

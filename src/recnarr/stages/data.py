@@ -1,7 +1,7 @@
 """`recnarr data fetch|load|check|corpus|stats|prepare|narratives`: the data commands.
 
 Artifact folders: `<run>/data/` (see `recnarr.data.run_data`), `<run>/corpus/` (train.bin, val.bin,
-manifest.json, config.yaml) and `<run>/narratives/` (see `recnarr.data.examples`). `prepare` skips a
+manifest.json, config.yaml) and `<run>/narratives/` (see `recnarr.inference.examples`). `prepare` skips a
 stage whose folder already matches the config; `load`, `corpus` and `narratives` run on demand.
 """
 
@@ -187,9 +187,18 @@ def prepare(cfg: RunConfig, replace_data: bool = False, **_: Any) -> dict[str, A
 
 
 # ---------------------------------------------------------------- narratives
+def describe_targets(texts: list[str], products: list) -> dict:
+    """A split's writer statistics: diversity, lengths, FMR and attribute coverage of the filled targets."""
+    from recnarr.evaluation import metrics
+
+    return {"distinct_1": metrics.distinct_n(texts, 1), "distinct_2": metrics.distinct_n(texts, 2),
+            "unique_ratio": metrics.unique_ratio(texts), "length_words": metrics.length_stats(texts),
+            "fmr": metrics.fmr(texts, products), "fcr": metrics.fcr(texts, products)}
+
+
 def narratives(cfg: RunConfig, **_) -> Path:
     """`recnarr data narratives`: build records with the retriever, write targets, report the writer's statistics."""
-    from recnarr.data.examples import build_records, retriever_candidates, split_products, write_examples
+    from recnarr.inference.examples import build_records, retriever_candidates, split_products, write_examples
     from recnarr.retrieval.recommender import Recommender
     from recnarr.stages.index import index as build_index
 
@@ -201,7 +210,7 @@ def narratives(cfg: RunConfig, **_) -> Path:
     all_ids = set(ds.products["id"].astype(str))
     records = build_records(ds, cfg, retriever_candidates(recommender, all_ids))
     folder = cfg.layout.narratives
-    writer_stats = write_examples(records, folder, cfg.narratives.seed)
+    writer_stats = write_examples(records, folder, cfg.narratives.seed, describe_targets)
     writer_stats["heldout_products"] = len(split_products(ds, cfg.narratives.heldout_product_fraction, cfg.narratives.seed))
     (folder / "writer_stats.json").write_text(json.dumps(writer_stats, indent=2))
     save_config(cfg, folder)
