@@ -50,6 +50,55 @@ def table(folder: Path) -> pd.DataFrame:
     return df
 
 
+PRODUCT_FACTS = ("kind", "a_kind", "purpose", "fact", "feature", "year")  # slots that say what the product is
+
+
+def faithfulness(run: Path, ds, whole: pd.DataFrame) -> dict:
+    """Is the reason given the one that made the pick? Per narrative that cites a past item: is it among
+    the product's evidence (`reasons`), is it the top contributor, and does the product leave the list
+    when that item is taken out of the history and the same recommender re-ranks (counterfactual, as
+    ACCENT and CountER judge an explanation)? And: where the record holds a product fact (a kind the
+    title does not say, a purpose, the catalog's words, an attribute, a year), is one stated?"""
+    from dataclasses import replace as dc_replace
+
+    from recnarr.config import load_config
+    from recnarr.data.claims import slot_values
+    from recnarr.data.narratives import NarrativeRecord
+    from recnarr.data.schema import product_from_row
+    from recnarr.retrieval.recommender import Filters, Recommender
+
+    cfg = load_config("cpu-small", [f"run_dir={run}"])
+    rec = Recommender.from_folder(cfg.layout.index, ds, cfg.retrieval)
+    products = {str(r["id"]): product_from_row(r) for r in ds.products.to_dict("records")}
+    cited_rows = in_evidence = top = left = 0
+    facts_possible = facts_said = 0
+    for r in whole.itertuples():
+        cites = json.loads(r.citations)
+        cards = json.loads(r.products)
+        if r.narrated_product in products:
+            values = slot_values(NarrativeRecord(product=products[r.narrated_product], history=[]))
+            if any(n in values for n in PRODUCT_FACTS):
+                facts_possible += 1
+                facts_said += any(c["fact"] in PRODUCT_FACTS for c in cites)
+        past = [c["source"].split(":")[1].split(".")[0] for c in cites if re.fullmatch(r"past\d+", c["fact"])]
+        if not past or not cards:
+            continue
+        cited_rows += 1
+        evidence = [x["product_id"] for x in cards[0]["reasons"]]
+        in_evidence += set(past) <= set(evidence)
+        top += bool(evidence) and past[0] == evidence[0]
+        history = [(p, t) for p, t in rec.user_history(r.user_id) if p != past[0]]
+        seen = tuple(sorted(rec.seen(r.user_id)))
+        again = rec.recommend(history or None, filters=dc_replace(Filters(), exclude_ids=seen), k=len(cards))
+        left += r.narrated_product not in {x.product.id for x in again}
+    def share(a: int, b: int) -> float | None:
+        return round(a / b, 4) if b else None
+
+    return {"cited": cited_rows, "cited_in_evidence": share(in_evidence, cited_rows),
+            "cited_is_top": share(top, cited_rows), "counterfactual_leaves": share(left, cited_rows),
+            "product_fact": share(facts_said, facts_possible), "product_fact_possible": facts_possible}
+
+
 def one(name: str, root: Path, kill_after: int, part_size: int) -> dict:
     from recnarr.data.schema import Dataset
     from recnarr.evaluation import readiness
@@ -94,7 +143,8 @@ def one(name: str, root: Path, kill_after: int, part_size: int) -> dict:
     checked = [readiness.check(t, products.get(str(r.narrated_product), {}), past.get(str(r.user_id), []))
                for t, r in zip(texts, whole.itertuples(), strict=True)]
     ready = readiness.summarize(texts, checked)
-    return {"dataset": name, "customers": len(customers), "rows": len(whole),
+    faithful = faithfulness(run, ds, whole)
+    return {**faithful, "dataset": name, "customers": len(customers), "rows": len(whole),
             "every_customer_once": sorted(whole["user_id"]) == sorted(customers),
             "resumed_equals_whole": bool(resumed.equals(whole)), "killed_after_parts": killed_at,
             "parts": -(-len(customers) // part_size), "rate": float(rates[-1]) if rates else None,
@@ -115,6 +165,12 @@ def main() -> None:
     root = Path(args.root)
     root.mkdir(parents=True, exist_ok=True)
     res = [one(d, root, args.kill_after, args.part_size) for d in args.datasets]
+    print("| dataset | cited | cited in evidence | cited = top contributor | leaves the list without it | "
+          "product fact |\n|---|---:|---:|---:|---:|---:|")
+    for r in res:
+        print(f"| {r['dataset']} | {r['cited']} | {r['cited_in_evidence']} | {r['cited_is_top']} | "
+              f"{r['counterfactual_leaves']} | {r['product_fact']} (of {r['product_fact_possible']}) |")
+    print()
     print("| dataset | customers | rows | resumed == uninterrupted | rate (narratives/s) | verified | fallback | "
           "audit false | ready | top closer | frames | distinct-2 | defects |\n"
           "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")

@@ -146,6 +146,9 @@ def test_app_customer_and_basket_flows(monkeypatch, live_server):
     assert len(at.html) == 1 and 'class="narrative"' in at.html[0].value  # the final narrative
     assert at.success or at.warning or at.info  # verified (citing facts, or none), or the flagged fallback
     assert {m.label for m in at.metric} >= {"retrieval (ms)", "generate (ms)", "total (ms)", "tokens/s"}
+    # each card shows its evidence: the past items that added most to its score, with what they added
+    whys = [c.value for c in at.caption if c.value.startswith("why this pick: ")]
+    assert len(whys) == 3 and all("(+" in w for w in whys)
 
     # an anonymous basket: search, pick, recommend
     at.radio(key="mode").set_value("An anonymous basket").run()

@@ -166,7 +166,7 @@ class Writer:
     def second(self, k: int, v: dict[str, str]) -> str:
         when = f" in {{past{k}_date}}" if f"past{k}_date" in v else ""
         did = f"which {{past{k}_rating}}{when}" if f"past{k}_rating" in v else f"which you {{past{k}_verb}}{when}"
-        return f"It also {{past{k}_link}} the {{past{k}}}, {did}." if f"past{k}_verb" in v else ""
+        return f"And it {{past{k}_link}} the {{past{k}}}, {did}." if f"past{k}_verb" in v else ""
 
     def facts(self, v: dict[str, str], said_kind: bool) -> list[str]:
         """What the product itself is and does, each once; the catalog's own words first."""

@@ -64,7 +64,7 @@ import torch
 from recnarr.config import RunConfig
 from recnarr.data.narratives import NarrativeRecord, Writer, format_prompt
 from recnarr.data.schema import Dataset
-from recnarr.evaluation import metrics
+from recnarr.evaluation import metrics, readiness
 from recnarr.evaluation.audit import Auditor
 from recnarr.inference.generator import NarrativeGenerator
 from recnarr.inference.grounding import (
@@ -364,6 +364,9 @@ def score_outputs(outputs: Sequence[dict], records: Sequence[NarrativeRecord], r
 
     raw, final = grounding(raw_checks), grounding(final_checks)
     texts = [o["text"] for o in outputs]
+    # send-readiness, by its own reader (evaluation.readiness): would a shop send the final text as it is?
+    ready = readiness.summarize(texts, [readiness.check(t, asdict(r.product), [h.title for h in r.history])
+                                        for t, r in zip(texts, records, strict=True)])
     products = [r.product for r in records]
     rouge = metrics.rouge(texts, refs)
     latencies = [o["latency_s"] for o in outputs if o.get("latency_s") is not None]
@@ -389,6 +392,9 @@ def score_outputs(outputs: Sequence[dict], records: Sequence[NarrativeRecord], r
         "rouge1": rouge["rouge1"], "rouge2": rouge["rouge2"], "rougeL": rouge["rougeL"],
         "fmr": metrics.fmr(texts, products), "fcr": metrics.fcr(texts, products),
         "div": metrics.feature_div(texts, products),
+        "ready_rate": ready["ready"], "ready_defects": ready["by_defect"],
+        "top_closer_share": ready["top_closer"][1] if ready["top_closer"] else None,
+        "frames": ready["frames"],
         # speed
         "latency_mean_s": _mean(latencies), "latency_p50_s": _percentile(latencies, 0.5),
         "latency_p90_s": _percentile(latencies, 0.9),
@@ -531,6 +537,13 @@ def format_tables(results: dict[str, Any]) -> str:
             f"{ln['min']}/{ln['median']}/{ln['max']} | {_f(m['bleu'], 1)} | {_f(m['bleu_raw'], 1)} | "
             f"{_f(m['rouge1'])} | {_f(m['rouge2'])} | {_f(m['rougeL'])} | {_f(m['fmr'])} | {_f(m['fcr'])} | "
             f"{_f(m['div'])} |")
+    lines += ["", "### Send-readiness (final texts, `evaluation.readiness`: its own reader, not the grammar)", "",
+              "| system | ready | top closer | frames | defects |", "|---|---:|---:|---:|---|"]
+    for _, e in rows:
+        m = e["metrics"]
+        found = ", ".join(f"{k} {v}" for k, v in (m.get("ready_defects") or {}).items() if v) or "none"
+        lines.append(f"| {e['name']} | {_f(m.get('ready_rate'), pct=True)} | {_f(m.get('top_closer_share'), pct=True)} "
+                     f"| {m.get('frames', '-')} | {found} |")
     lines += ["", "### Speed", "",
               "| system | prefill tok/s | decode tok/s | latency mean s | p50 s | p90 s | prompt tok | new tok |",
               "|---|---:|---:|---:|---:|---:|---:|---:|"]

@@ -176,6 +176,19 @@ def request_body(*, user_id: str | None, basket: list[str], text: str, n: int, s
 
 
 # ---------------------------------------------------------------------------------------------- views
+
+# the recommender's score terms (`Recommender.contributions`), as a shopper reads them
+EVIDENCE_WORDS = {"similar": "similar to", "ease": "bought by the same customers as",
+                  "copurchase": "bought together with", "sequence": "often bought after"}
+
+
+def why(reason: dict) -> str:
+    """One item of a card's evidence: what tied the pick to it, and how much it added to the score."""
+    said = EVIDENCE_WORDS.get(reason.get("kind", "similar"), "similar to")
+    support = f", {reason['copurchase_count']} customers had both" if reason.get("copurchase_count") else ""
+    return f"{said} {reason['title']} (+{reason.get('contribution', 0.0):.2f}{support})"
+
+
 def product_card(p: dict[str, Any]) -> None:
     with st.container(border=True):
         st.markdown(f"**{p['title']}**")
@@ -191,7 +204,7 @@ def product_card(p: dict[str, Any]) -> None:
         st.caption(("in stock" if p.get("in_stock", True) else "out of stock") + f" · score {p.get('score', 0):.3f}")
         reasons = p.get("reasons") or []
         if reasons:
-            st.caption("because of: " + "; ".join(r["title"] for r in reasons[:2]))
+            st.caption("why this pick: " + "; ".join(why(r) for r in reasons[:3]))
 
 
 def show_products(products: list[dict[str, Any]]) -> None:

@@ -50,6 +50,7 @@ from recnarr.data.examples import load_examples
 from recnarr.model import lora
 from recnarr.model.checkpoint import load_model, read_config, read_meta
 from recnarr.model.gpt import GPT
+from recnarr.model.quantize import load_any
 from recnarr.training.narrative_batches import NarrativeBatches
 from recnarr.training.tracking import make_tracker
 from recnarr.training.trainer import Trainer
@@ -86,7 +87,8 @@ def build_model(cfg: RunConfig, method: str, base: Path | None, rank: int | None
     torch.manual_seed(cfg.finetune.train.seed)  # the same initial weights (random init, LoRA's A) every run
     if base is None:
         return GPT(cfg.model)
-    model = load_model(base)
+    # a quantized base (the shipped int8 model) is dequantized: fine-tuning needs full-precision weights
+    model = load_any(base) if (Path(base) / "quantization.json").is_file() else load_model(base)
     ft = cfg.finetune
     r = rank or ft.lora_r
     if method == "lora":
