@@ -334,3 +334,32 @@ def test_a_one_word_title_in_lower_case_is_the_word_not_the_film():
     assert auditor.audit("You rated Kids in March 1998. Meet the Toy Story.", "1", "u") == []
     wrong = auditor.audit("You rated Kids in May 1998. Meet the Toy Story.", "1", "u")
     assert [c.kind for c in wrong] == ["date"]  # still read as the film where it is written as one
+
+
+# ---------------------------------------------------------------- the claims the evidence-grounded narratives make
+@pytest.mark.parametrize(("text", "false"), [
+    # the stars the customer gave: 196 rated Star Wars 5 and Fargo 4
+    ("Contact is a sci-fi film, like Star Wars, which you gave 5 stars in December 1997.", []),
+    ("Contact is a sci-fi film, like Star Wars, which you gave 4 stars in December 1997.", ["rating"]),
+    # a genre both films have: Contact is Drama / Sci-Fi, Fargo Crime / Drama / Thriller
+    ("Contact is a drama, like Fargo (1996), which you gave 4 stars in January 1998.", []),
+    ("Contact is a thriller, like Fargo (1996), which you gave 4 stars in January 1998.", ["relation"]),
+    # an opinion closer is no kind claim
+    ("Meet Contact. We think it's a good fit.", []),
+])
+def test_stars_and_shared_genres_are_checked_against_the_ratings_and_both_films(text, false):
+    found = Auditor(movielens()).audit(text, "258", "196")
+    assert [c.kind for c in found] == false, found
+
+
+def test_a_quotation_must_be_the_catalogs_own_words_and_inch_marks_are_no_quotation():
+    ds = home()
+    auditor = Auditor(ds)
+    said = 'Meet the Lodge 10.25 in. Cast Iron Skillet. In the catalog\'s words: "Pre-seasoned skillet".'
+    assert auditor.audit(said, "HG-005", None) == []
+    made_up = 'Meet the Lodge 10.25 in. Cast Iron Skillet. In the catalog\'s words: "Lasts a lifetime".'
+    assert [c.kind for c in auditor.audit(made_up, "HG-005", None)] == ["quote"]
+    inches = _dataset("inches", [{"id": "B1", "title": 'Acco Data Binder, Dark Blue, 11 1/2" X 14" 7/8"',
+                                  "brand": "Acco", "category": ["Office Supplies", "Binders"], "price": 16.27}], [], [])
+    assert Auditor(inches).audit('We think you\'ll like the Acco Data Binder, Dark Blue, 11 1/2" X 14" 7/8".',
+                                 "B1", None) == []

@@ -327,19 +327,20 @@ class Auditor:
         uid = None if user_id is None else str(user_id)
         own_name = self.first_names.get(uid) if uid is not None else None
 
-        # 0. a quotation is the catalog's words about the product, or it is false; either way its words
-        # are judged here as one claim, not one by one below
+        # 1a. titles (verdict later: a co-purchase sentence may present one)
+        spans = self._find_titles(text)
+        for sp in spans:
+            mask(sp.start, sp.end)
+
+        # 1c. a quotation is the catalog's words about the product, or it is false; either way its words
+        # are judged here as one claim, not one by one below (after the titles: a title's inch marks are
+        # no quotation)
         description = " ".join(str(product.get("description") or "").split())
-        for m in QUOTE_RE.finditer(text):
-            quoted = " ".join(m.group(1).split()).rstrip(".!")
+        for m in QUOTE_RE.finditer(masked()):
+            quoted = " ".join(text[m.start(1):m.end(1)].split()).rstrip(".!")  # titles in it unmasked
             if not quoted or quoted.lower() not in description.lower():
                 flag(m.start(), "quote", m.group(), f"{ptitle}'s description does not say {m.group()}.")
             mask(m.start(), m.end())
-
-        # 1a. titles (verdict later: a co-purchase sentence may present one)
-        spans = self._find_titles(masked())
-        for sp in spans:
-            mask(sp.start, sp.end)
 
         # 1b. the product's own brand when it holds a digit ("3M"): a name from its row, not a number claim
         brand = str(_clean(product.get("brand")) or "")
@@ -728,6 +729,10 @@ class Auditor:
                 break
             w = m.group(1)
             base = re.split(r"['’]", w.lower())[0]
+            if words and w.lower() in _VERBS and w.lower() in GENERIC_NOUNS:
+                words.append((m.start(1), w))  # "a good fit", "a perfect match": the noun, not a verb
+                stopped = True
+                break
             if base in _STOP or w.lower() in _VERBS:
                 stopped = True
                 break

@@ -38,9 +38,11 @@ def demo(cfg: RunConfig, customers: int = 3, checkpoint: str | None = None, repl
         r = gen.recommend(user_id=str(uid), n=3, style="warm")
         n = r.narrative
         print(f"\n=== {names.get(uid, uid)} ({uid}), {counts[uid]} past purchases")
-        for p in r.products:
+        for p, why in zip(r.products, r.reasons, strict=True):
             off = f", {round(p.discount * 100)}% off" if p.discount else ""
             print(f"  - {p.title}  ${p.price:,.2f}{off}")
+            if why:  # the recommender's own evidence: the past item that added most to the score
+                print(f"      why: {why[0]['kind']} to {why[0]['title']} (+{why[0]['contribution']:.2f})")
         flag = "verified" if n.verified and not n.fallback else ("FALLBACK (verifier rejected the model's text)"
                                                                if n.fallback else "UNVERIFIED")
         print(f"  narrative [{flag}, {n.attempts} attempt(s)]:\n    {n.text}")
