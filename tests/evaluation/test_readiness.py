@@ -67,6 +67,13 @@ CLEAN = [
         FARGO,
         ["Star Wars (1977)"],
     ),
+    # "customers who also bought": the relative "also" ties others' purchases to the product, no orphan
+    (
+        "Meet the Fellowes PB500 Electric Punch. It was bought by 4 customers who also bought the Avery Durable "
+        "Poly Binders, which you bought in April 2017.",
+        PUNCH,
+        PAST,
+    ),
     # a title holding placeholder-like words, commas and "Hi" is masked before any check reads it
     (
         "Meet the Test Tube Rack, Hi-Grade. It's $12.99.",

@@ -384,6 +384,11 @@ def check(slotted: str, values: dict[str, str]) -> list[str]:
                 errors.append(f"{{{name}}} ({what}) is not in the same clause as {{{owner}}}: "
                               f"{clause.strip()!r}")
     errors += composition(slotted)
+    said = [n for n in dict.fromkeys(names) if n in values and n.endswith(("_date", "_rating", "_link"))]
+    for v in {values[n] for n in said}:
+        twice = [n for n in said if values[n] == v]
+        if len(twice) > 1:  # two purchases of one month, two links alike: "... in March 1998. And ... in March 1998"
+            errors.append(f"{' and '.join('{' + n + '}' for n in twice)} say the same words twice: {v!r}")
     plain = SLOT_RE.sub(" ", slotted)
     numbers = re.findall(r"\S*\d\S*", plain)
     if numbers:
@@ -416,12 +421,12 @@ def composition(slotted: str) -> list[str]:
     for x in sentences[:named]:
         if REFERENCE_RE.search(SLOT_RE.sub(" ", x)):
             errors.append(f"refers to the product before naming it: {x!r}")
-    # the clauses before the product's name that claim nothing: a greeting and a lead-in ("Hi {name}!
-    # Next on your list: the {product}") are two; a third is a stacked opener ("Good news: Meet the ...")
-    before = slotted.split("{product}", 1)[0] if named < len(sentences) else slotted
-    empty = [c for c in clauses(before) if set(SLOT_RE.findall(c)) <= {"name"}
-             and c.strip().lower() not in ("", "the", "a", "an")]
-    if len(empty) > 2 or sum(set(SLOT_RE.findall(x)) <= {"name"} for x in sentences[:named]) > 1:
+    # the clauses before the one that names the product and claim nothing: one opener ("Hi {name}! Meet
+    # the {product}", "Next on your list: the {product}"); two are stacked ("Good news, {name}! Our pick
+    # for you: the {product}")
+    before = slotted.split("{product}", 1)[0] if named < len(sentences) else slotted + " "
+    empty = [c for c in clauses(before)[:-1] if set(SLOT_RE.findall(c)) <= {"name"}]
+    if len(empty) > 1:
         errors.append(f"{len(empty)} openers before the product is named: one is enough")
     said = SLOT_RE.findall(slotted)
     counts = {n: said.count(n) for n in set(said)}

@@ -132,11 +132,14 @@ class Writer:
             return self.pick(OPENERS[rec.tone]) if self.rng.random() < 0.7 else ""
         return self.pick(ANON_OPENERS[rec.tone]) if self.rng.random() < 0.3 else ""
 
-    def lead(self, v: dict[str, str]) -> str:
-        """The sentence that names the product (the first to mention it)."""
-        options = ["Meet the {product}.", "Next on your list: the {product}.", "We recommend the {product}.",
-                   "Take a look at the {product}.", "Our pick for you: the {product}.",
-                   "We think you'll like the {product}.", "Here's one for you: the {product}."]
+    def lead(self, v: dict[str, str], opened: bool) -> str:
+        """The sentence that names the product (the first to mention it). After an opener, no lead-in
+        of its own ("Our pick for you:"): two hooks before the name are one too many."""
+        options = ["Meet the {product}.", "We recommend the {product}.", "Take a look at the {product}.",
+                   "We think you'll like the {product}."]
+        if not opened:
+            options += ["Next on your list: the {product}.", "Our pick for you: the {product}.",
+                        "Here's one for you: the {product}."]
         if "a_kind" in v:
             options += ["Meet the {product}, {a_kind}.", "We recommend the {product}, {a_kind}.",
                         "Have a look at the {product}, {a_kind}."]
@@ -208,17 +211,20 @@ class Writer:
         calls = CLOSERS[rec.tone]
         if rec.product.price <= 0:  # not for sale in this catalog: no asking for an order (claims.check)
             calls = [c for c in calls if not ORDER_WORDS & set(c.lower().rstrip("!.").split())]
-        return self.pick(calls) if self.rng.random() < 0.6 else ""
+        return self.pick(calls) if self.rng.random() < 0.35 else ""  # most texts end on a fact
 
     def write(self, rec: NarrativeRecord) -> str:
         v = slot_values(rec)
         cited = 1 if "past1_link" in v else None  # the top contributor, or no past item at all
-        lead = self.lead(v)
+        opener = self.opener(rec, v)
+        lead = self.lead(v, bool(opener))
         first_reason = cited is not None and self.rng.random() < 0.3  # the reason names the product itself
         body: list[str] = []
         if cited:
             body.append(self.reason(cited, v, named=not first_reason))
-            if "past2_link" in v and rec.tone != "concise" and self.rng.random() < 0.25:
+            # a second item only when it adds something: another link, another month
+            differs = all(v.get(f"past2_{x}") != v.get(f"past1_{x}") for x in ("link", "date"))
+            if "past2_link" in v and differs and rec.tone != "concise" and self.rng.random() < 0.25:
                 body.append(self.second(2, v))
         product = self.facts(v, "{a_kind}" in lead)
         body += product[: 1 if rec.tone == "concise" else 2]
@@ -229,7 +235,7 @@ class Writer:
             body.append(self.pairing(v))
         body = [b for b in body if b]
         head = [body.pop(0)] if first_reason else [lead]  # the reason sentence names the product itself
-        sentences = [self.opener(rec, v), *head, *body, self.closer(rec)]
+        sentences = [opener, *head, *body, self.closer(rec)]
         sentences = [x for x in sentences if x]
         while len(sentences) > 5:  # at most 5: the extras go first, the reason and the offer stay
             drop = next(i for i in range(len(sentences) - 1, -1, -1)

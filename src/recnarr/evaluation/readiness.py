@@ -281,12 +281,13 @@ def reference_before_name(t: _Text) -> str | None:
 
 def orphan_also(t: _Text) -> str | None:
     """ "also" about the customer's history with no past item named before it: "Meet the Walnut Board.
-    You also bought the Wool Throw Blanket."."""
+    You also bought the Wool Throw Blanket.". Not the relative "customers who also bought the X": there
+    "also" ties other customers' purchase to the product, and the item it names follows."""
     history = re.compile(
         rf"⟦H\d+⟧|\b{EVENT_VERBS}\b|companion|same\s+(?:category|department)|change\s+of\s+pace", re.I
     )
     for i, s in enumerate(t.sentences):
-        for m in re.finditer(r"\balso\b", s, re.I):
+        for m in re.finditer(r"(?<!\bwho )\balso\b", s, re.I):
             before = " ".join(t.sentences[:i]) + " " + s[: m.start()]
             if history.search(s) and not PAST_RE.search(before):
                 return f"'also' in '{t.unmask(s)}' follows no past item."
