@@ -217,3 +217,30 @@ def test_a_sentence_of_facts_already_stated_is_left_out(shared_cache):
     assert guide.accepted == "Meet the {product}. You {past1_verb} the {past1} in {past1_date}."
     assert [d.split(": ")[-1] for d in guide.dropped] == ["it repeats facts already stated",
                                                           "a repeat of a sentence already written"]
+
+
+def test_the_catalogs_words_go_in_before_a_held_closer_and_the_stream_still_joins(shared_cache):
+    """A narrative that says only the name and price of a product the catalog describes gets that
+    description sentence, quoted, before its closing sentence; the closer was held back from the
+    stream, so what was streamed plus what follows is the final text, byte for byte."""
+    from recnarr.data.narratives import NarrativeRecord
+    from recnarr.data.schema import Product
+    from recnarr.data.tokenizer import get_tokenizer
+    from recnarr.inference.decoding import NarrativeGuide, TokenTable
+
+    lamp = Product("h-108", "Ceramic Table Lamp", 129.0, None, ["Lighting", "Lamps"],
+                   description="Glazed ceramic base with a linen drum shade.")
+    tok = get_tokenizer()
+    guide = NarrativeGuide(NarrativeRecord(product=lamp, history=[]), TokenTable.of(tok, 50257), tok.eot_token, 2)
+    streamed = ""
+    for t in tok.encode("Meet the {product}. It costs {price}. We hope you enjoy it."):
+        guide.push(t)
+        streamed += guide.take()
+    guide.push(tok.eot_token)
+    streamed += guide.take()
+    assert streamed == "Meet the Ceramic Table Lamp. It costs $129.00."  # the closer waits
+    streamed += guide.with_fact()
+    assert streamed == guide.verification().text == (
+        'Meet the Ceramic Table Lamp. It costs $129.00. In the catalog\'s words: "Glazed ceramic base with a '
+        'linen drum shade". We hope you enjoy it.')
+    assert guide.verification().ok

@@ -144,10 +144,10 @@ def test_a_film_title_takes_no_article_and_a_product_keeps_it():
     past = HistoryItem("M4", "Secrets & Lies", ["Movies", "Drama"], "1997-11-17", event="rating", link="count",
                        support=40)
     rec = NarrativeRecord(product=fargo, history=[past], customer=None, reason_index=1)
-    v = ground("Meet the {product}. The {product} {past1_link} the {past1} you {past1_verb} in {past1_date}.", rec)
+    v = ground("The {product} {past1_link} the {past1} you {past1_verb} in {past1_date}.", rec)
     assert v.ok, v.errors
-    assert v.text == ("Meet Fargo. Fargo was rated by 40 people who also rated Secrets & Lies you rated in "
-                      "November 1997.")
+    assert v.text == "Fargo was rated by 40 people who also rated Secrets & Lies you rated in November 1997."
+    assert ground("Meet the {product}.", rec).text == "Meet Fargo."
     # an office product is not a name: its article stays, also beside a film in the history
     mixed = NarrativeRecord(product=PRODUCTS[1], history=[replace(past, link="count", support=3)], customer=None,
                             reason_index=1)
@@ -217,3 +217,12 @@ def test_two_items_of_one_month_are_not_both_dated():
             "{past2_link} the {past2}, which you {past2_verb} in {past2_date}.")
     assert any("say the same words twice: 'April 2016'" in e for e in ground(text, rec).errors)
     assert ground(text, record()).ok  # April and June: two facts
+
+
+def test_a_genre_link_takes_the_place_of_the_kind():
+    """"We recommend The Game, a thriller. It is a thriller, like Scream 2": the kind said twice."""
+    past = HistoryItem("M2", "Scream 2", ["Movies", "Thriller"], "1998-03-01", None, "rating", 5.0, "genre:Thriller")
+    v = slot_values(NarrativeRecord(product=FILM, history=[past], reason_index=1))
+    assert v["past1_link"] == "is a thriller, like" and "a_kind" not in v and "kind" not in v
+    other = replace(past, link="count", support=9)
+    assert slot_values(NarrativeRecord(product=FILM, history=[other], reason_index=1))["a_kind"] == "a thriller"

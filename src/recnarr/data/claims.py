@@ -198,10 +198,12 @@ def described_purpose(description: str | None) -> str | None:
 
 
 def features(p: Product) -> list[str]:
-    """True features in words: descriptive attributes ("Black"), not title clauses (those repeat the
-    name just said); values with digits are left out (numbers are claims of their own)."""
+    """True features in words: descriptive attributes ("Black") the title does not already say, not
+    title clauses (those repeat the name just said); values with digits are left out (numbers are
+    claims of their own)."""
+    said = _stems(p.title)  # "Black" of "... Flash Drive - Black": the name said it already
     out = [str(v) for k, v in p.attributes.items() if k.lower() in DESCRIPTIVE_KEYS and v
-           and not placeholder(k.lower(), str(v))]
+           and not placeholder(k.lower(), str(v)) and not _stems(str(v)) <= said]
     seen, uniq = set(), []
     for f in out:
         if re.search(r"[\d*]", f) or f.lower() in seen:
@@ -337,6 +339,8 @@ def slot_values(rec) -> dict[str, str]:
             values[f"past{k}_link"] = link
         if h.event == "rating" and (said := stars(getattr(h, "rating", None))) is not None:
             values[f"past{k}_rating"] = said
+    if "kind" in values and any(values["kind"] in v for n, v in values.items() if n.endswith("_link")):
+        del values["kind"], values["a_kind"]  # "a drama" and "is a drama, like Fargo": the link says it already
     return values
 
 
@@ -405,6 +409,8 @@ def check(slotted: str, values: dict[str, str]) -> list[str]:
 
 
 SENTENCE_SPLIT = re.compile(r"(?<=[.!?])\s+")
+# the slots that say what the product itself is or does (a narrative with none says only its name and price)
+PRODUCT_FACTS = frozenset({"kind", "a_kind", "purpose", "fact", "feature", "year"})
 REFERENCE_RE = re.compile(r"\b(?:it|it's|its|this one|this pick|these)\b", re.I)
 MAX_SENTENCES = 5
 KIND_SLOTS = frozenset({"kind", "a_kind", "category"})  # one claim: what the product is
@@ -413,7 +419,7 @@ KIND_SLOTS = frozenset({"kind", "a_kind", "category"})  # one claim: what the pr
 def composition(slotted: str) -> list[str]:
     """How the sentences go together, so the sampler cannot write a narrative no shop would send: the
     product named before anything refers to it ("it", "this one"); at most one opener (a sentence with
-    no claim but the name) before it; every claim once (the product's name at most twice; the kind and
+    no claim but the name) before it; every claim once (the product's name too, then "it"; the kind and
     the category not both); "also" only after a sentence that cited a past item; at most 5 sentences."""
     errors: list[str] = []
     sentences = [x for x in SENTENCE_SPLIT.split(slotted.strip()) if x.strip()]
@@ -431,7 +437,7 @@ def composition(slotted: str) -> list[str]:
     said = SLOT_RE.findall(slotted)
     counts = {n: said.count(n) for n in set(said)}
     for n, c in sorted(counts.items()):
-        if c > (2 if n == "product" else 1):
+        if c > 1:  # the product too: "We think you'll like the X. The X is ..." reads as a stutter
             errors.append(f"{{{n}}} is said {c} times: each claim once")
     if len(KIND_SLOTS & set(counts)) > 1:
         errors.append("the kind and the category are both said: one says what it is")

@@ -157,11 +157,11 @@ class Writer:
             did = f"which you {{past{k}_verb}}{when}"
         else:
             did = "from your basket"
-        options = [f"The {{product}} {link} the {past}, {did}."]
-        if named:
-            options += [f"It {link} the {past}, {did}."] * 2
+        # the product named once: here, when no sentence before named it, else "it" / "this one"
+        subject = "It" if named else "The {product}"
+        options = [f"{subject} {link} the {past}, {did}."]
         if f"past{k}_verb" in v and f"past{k}_rating" not in v:
-            options += [f"The {{product}} {link} the {past} you {{past{k}_verb}}{when}."]
+            options += [f"{subject} {link} the {past} you {{past{k}_verb}}{when}."]
             if named:
                 options += [f"You {{past{k}_verb}} the {past}{when}, and this one {link} it."]
         return self.pick(options)

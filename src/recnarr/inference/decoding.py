@@ -20,7 +20,15 @@ from __future__ import annotations
 import string
 from dataclasses import dataclass, field
 
-from recnarr.data.claims import SLOT_RE, fill, name_slots, owner_of, slot_values
+from recnarr.data.claims import (
+    PRODUCT_FACTS,
+    SENTENCE_SPLIT,
+    SLOT_RE,
+    fill,
+    name_slots,
+    owner_of,
+    slot_values,
+)
 from recnarr.data.connectives import VOCABULARY
 from recnarr.data.narratives import NarrativeRecord
 from recnarr.inference.engine import COMMIT, GO_ON, REJECT
@@ -181,6 +189,8 @@ class NarrativeGuide:
         self.segment, self.tries, self.emitted, self.finished = "", 0, 0, False
         self.forced = False  # the current sentence has a token the model was forced to
         self._pending: tuple[int, State | None] | None = None
+        # the catalog's own words may still go in before a closing sentence (`with_fact`): hold one back
+        self.hold_closer = "fact" in self.values
 
     # ------------------------------------------------------------ Guide
     def _next(self, token: int) -> State | None:
@@ -275,13 +285,35 @@ class NarrativeGuide:
     def text(self) -> str:
         return fill(self.accepted, self.values, self.names)
 
+    def _closer(self, slotted: str) -> str:
+        """The last sentence of `slotted` when it claims nothing (a closer: "We hope you enjoy it."), else ""."""
+        parts = SENTENCE_SPLIT.split(slotted)
+        return parts[-1] if len(parts) > 1 and not SLOT_RE.search(parts[-1]) else ""
+
     def take(self) -> str:
-        """Verified text not streamed yet; nothing until a verified sentence names the product."""
+        """Verified text not streamed yet; nothing until a verified sentence names the product. A closing
+        sentence waits while the catalog's words may still go before it (`hold_closer`)."""
         if not self.names_product:
             return ""
-        text = self.text()
-        piece, self.emitted = text[self.emitted:], len(text)
+        shown = self.accepted
+        if self.hold_closer and (tail := self._closer(shown)):
+            shown = shown[: len(shown) - len(tail)].rstrip()
+        text = fill(shown, self.values, self.names)
+        piece, self.emitted = text[self.emitted:], max(self.emitted, len(text))
         return piece
+
+    def with_fact(self) -> str:
+        """At the end: when the narrative says nothing of what the product is but the catalog has a
+        description sentence (`{fact}`), that sentence goes in, quoted, before any closer, if the whole
+        still verifies; then the rest of the text is released. Returns what was not streamed yet."""
+        if self.hold_closer and self.names_product and not PRODUCT_FACTS & set(SLOT_RE.findall(self.accepted)):
+            tail = self._closer(self.accepted)
+            head = self.accepted[: len(self.accepted) - len(tail)].rstrip()
+            candidate = f"{head} In the catalog's words: {{fact}}." + (f" {tail}" if tail else "")
+            if ground(candidate, self.rec).ok:
+                self.accepted = candidate
+        self.hold_closer = False
+        return self.take()
 
     def verification(self) -> Verification:
         return ground(self.accepted, self.rec)

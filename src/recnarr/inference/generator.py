@@ -202,6 +202,9 @@ class NarrativeGenerator:
                 with self._lock:
                     if self._session is not None:
                         self._session.cancel(row)
+        rest = guide.with_fact()  # the catalog's words before a held-back closer, where nothing else was said
+        if rest:
+            yield Token(rest)
         timings["generate"] += time.perf_counter() - t
         tokens["prompt"], tokens["generated"] = len(row.prompt), len(row.tokens)
         t = time.perf_counter()
