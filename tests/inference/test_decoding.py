@@ -223,7 +223,7 @@ def test_the_catalogs_words_go_in_before_a_held_closer_and_the_stream_still_join
     """A narrative that says only the name and price of a product the catalog describes gets that
     description sentence, quoted, before its closing sentence; the closer was held back from the
     stream, so what was streamed plus what follows is the final text, byte for byte."""
-    from recnarr.data.narratives import NarrativeRecord
+    from recnarr.data.narratives import FACT_LEADS, NarrativeRecord
     from recnarr.data.schema import Product
     from recnarr.data.tokenizer import get_tokenizer
     from recnarr.inference.decoding import NarrativeGuide, TokenTable
@@ -240,7 +240,8 @@ def test_the_catalogs_words_go_in_before_a_held_closer_and_the_stream_still_join
     streamed += guide.take()
     assert streamed == "Meet the Ceramic Table Lamp. It costs $129.00."  # the closer waits
     streamed += guide.with_fact()
-    assert streamed == guide.verification().text == (
-        'Meet the Ceramic Table Lamp. It costs $129.00. In the catalog\'s words: "Glazed ceramic base with a '
-        'linen drum shade". We hope you enjoy it.')
+    assert streamed == guide.verification().text
+    lead = streamed.split("$129.00. ")[1].split(' "')[0]
+    assert lead in FACT_LEADS and streamed.endswith(
+        '"Glazed ceramic base with a linen drum shade". We hope you enjoy it.')
     assert guide.verification().ok

@@ -98,6 +98,7 @@ def format_prompt(rec: NarrativeRecord) -> str:
 
 
 # ---------------------------------------------------------------- the writer
+FACT_LEADS = ("In the catalog's words:", "From its description:", "Its description says:")  # before a quote
 OPENERS = {
     "warm": ["Hi {name}!", "Good news, {name}!", "{name}, we found something for you.", "Hello {name}!",
              "{name}, here's a pick for you."],
@@ -175,8 +176,7 @@ class Writer:
         """What the product itself is and does, each once; the catalog's own words first."""
         out = []
         if "fact" in v:
-            out.append(self.pick(["In the catalog's words: {fact}.", "From its description: {fact}.",
-                                  "Its description says: {fact}."]))
+            out.append(f"{self.pick(FACT_LEADS)} {{fact}}.")
         if "purpose" in v:
             out.append(self.pick(["It {purpose}.", "This one {purpose}."]))
         if "feature" in v:

@@ -30,7 +30,7 @@ from recnarr.data.claims import (
     slot_values,
 )
 from recnarr.data.connectives import VOCABULARY
-from recnarr.data.narratives import NarrativeRecord
+from recnarr.data.narratives import FACT_LEADS, NarrativeRecord
 from recnarr.inference.engine import COMMIT, GO_ON, REJECT
 from recnarr.inference.grounding import MISSING_PRODUCT, Verification, ground
 
@@ -309,7 +309,9 @@ class NarrativeGuide:
         if self.hold_closer and self.names_product and not PRODUCT_FACTS & set(SLOT_RE.findall(self.accepted)):
             tail = self._closer(self.accepted)
             head = self.accepted[: len(self.accepted) - len(tail)].rstrip()
-            candidate = f"{head} In the catalog's words: {{fact}}." + (f" {tail}" if tail else "")
+            # the writer's three phrasings, one per product (stable across texts, varied across a batch)
+            lead = FACT_LEADS[sum(map(ord, self.rec.product.id)) % len(FACT_LEADS)]
+            candidate = f"{head} {lead} {{fact}}." + (f" {tail}" if tail else "")
             if ground(candidate, self.rec).ok:
                 self.accepted = candidate
         self.hold_closer = False
