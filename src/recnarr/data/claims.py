@@ -123,7 +123,8 @@ def is_film(category) -> bool:
 
 
 def genres(p_or_attrs) -> list[str]:
-    """A film's genres, all of them (MovieLens' `genres` attribute: "Comedy, Drama"); else its one genre."""
+    """A film's genres, all of them (MovieLens' `genres` attribute: "Comedy, Drama"); [] without one (the
+    callers fall back on the category path's genre)."""
     attrs = p_or_attrs.attributes if isinstance(p_or_attrs, Product) else (p_or_attrs or {})
     listed = [g.strip() for g in str(attrs.get("genres") or "").split(",") if g.strip()]
     return listed

@@ -72,7 +72,7 @@ def _genre_key(phrase: str) -> str:
     """A genre as said ("animated", "film noir", "sci-fi") in the form the catalog lists it, lower case."""
     p = " ".join(phrase.lower().replace("-", " ").split())
     p = re.sub(r"\s+(?:film|movie)$", "", p)
-    return {"animated": "animation", "children's": "children's", "sci fi": "sci fi"}.get(p, p)
+    return "animation" if p == "animated" else p
 
 
 def _genre_keys(row: dict[str, Any]) -> set[str]:

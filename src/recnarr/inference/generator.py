@@ -25,7 +25,7 @@ from recnarr import choices
 from recnarr.choices import Style
 from recnarr.config import GenerationConfig, RunConfig
 from recnarr.data.claims import fill, slot_values
-from recnarr.data.narratives import END_OF_NARRATIVE, NarrativeRecord, format_prompt
+from recnarr.data.narratives import END_OF_NARRATIVE, FACT_LEADS, NarrativeRecord, format_prompt
 from recnarr.data.schema import Dataset
 from recnarr.inference.contract import Event, Final, Narrative, Products, Result, Tick, Token
 from recnarr.inference.decoding import NarrativeGuide, TokenTable
@@ -48,7 +48,7 @@ def fallback_text(rec: NarrativeRecord) -> str:
         when = f" in {{past{k}_date}}" if f"past{k}_date" in v else ""
         parts.append(f"It {{past{k}_link}} the {{past{k}}}, which you {{past{k}_verb}}{when}.")
     elif "fact" in v:
-        parts.append("In the catalog's words: {fact}.")
+        parts.append(f"{FACT_LEADS[0]} {{fact}}.")
     return " ".join(parts)
 
 
@@ -163,8 +163,10 @@ class NarrativeGenerator:
         narrative = None
         if narrate and recs:
             top = recs[0]
-            rec = self.records.evidence_record(top.product, self.records.history_items(items, user_id), user_id,
-                                               top.reasons, style, self.max_history)
+            # history lines for the evidence items only: a film rater's hundreds of ratings are not the prompt
+            cited = {r.product_id for r in top.reasons}
+            evidence = self.records.history_items([it for it in items if it[0] in cited], user_id)
+            rec = self.records.evidence_record(top.product, evidence, user_id, top.reasons, style, self.max_history)
             narrative = yield from self._narrate(rec, sampling, timings, tokens, cooperative)
         timings["total"] = time.perf_counter() - t0
         yield Final(Result(products, [r.score for r in recs], reasons, narrative, timings, tokens, self.versions))
