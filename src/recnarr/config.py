@@ -175,10 +175,28 @@ class RetrievalConfig:
     })
     # diversity: at most this many results of one leaf category in a list (None = no cap)
     max_per_category: int | None = 3
-    # what was seen is never recommended again: every item a user interacted with (a rating of any value,
-    # a view, a purchase) is excluded, except purchases in these leaf categories (consumables that are
-    # bought again, e.g. ["Paper", "Labels"]): matched case-insensitively on the product's leaf category
+    # repurchase sense (recnarr.retrieval.repurchase), learned per leaf category from the train purchases:
+    # what was seen is never recommended again (a rating of any value, a view, a purchase), except an item
+    # of a consumable leaf whose buyers buy the same item again (item repeat rate >= rebuy_item_rate); no
+    # item of a durable leaf (repeat rate < durable_below, median price >= durable_price_ratio x the
+    # catalog's) while a purchase of it is younger than its interval. Estimates shrink toward the
+    # department and the catalog with `repurchase_prior` pseudo customers; without repeat data the price
+    # rule decides and the intervals are the two defaults below.
+    repurchase_prior: float = 5.0
+    durable_below: float = 0.2
+    durable_price_ratio: float = 2.0
+    rebuy_item_rate: float = 0.05
+    durable_interval_days: float = 365.0
+    consumable_interval_days: float = 30.0
+    # overrides of the learned sense, by leaf category (case-insensitive): consumables whose exact items
+    # may come back (e.g. ["Paper", "Labels"]), and durables (no sibling within the interval)
     rebuy_categories: list[str] = field(default_factory=list)
+    durable_categories: list[str] = field(default_factory=list)
+    # small shops: below this many train positives the collaborative terms (EASE, sequence, co-purchase)
+    # are scaled by positives / this, so an untrained model never dominates, and complements (another
+    # leaf of a department in the history) get complement_weight x (1 - that scale); 0 turns it off
+    small_shop_interactions: int = 1000
+    complement_weight: float = 0.3
 
 
 @dataclass

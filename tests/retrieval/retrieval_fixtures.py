@@ -113,3 +113,66 @@ def random_interactions(ids: list[str], n_users: int = 40, per_user: int = 8, se
 
 def random_cfg(index_type: str = "flat", **kw) -> IndexConfig:
     return IndexConfig(embed_model="random-test", index_type=index_type, progress=False, pq_m=8, **kw)
+
+
+# a small home shop: furniture (durables) and consumables, a few dozen orders of a dozen customers
+_HOME_LEAVES = {  # (department, leaf): [(title, price), ...]
+    ("Furniture", "Sofas"): [("Linen three-seat sofa", 1190.0), ("Velvet two-seat sofa", 890.0),
+                             ("Corner sofa, grey", 1450.0)],
+    ("Furniture", "Beds"): [("Oak queen bed", 780.0), ("Oak king bed", 920.0), ("Upholstered double bed", 640.0)],
+    ("Furniture", "Coffee Tables"): [("Walnut coffee table", 320.0), ("Marble round coffee table", 410.0)],
+    ("Furniture", "Bookcases"): [("Tall pine bookcase", 210.0), ("Low oak bookcase", 260.0)],
+    ("Home Fragrance", "Candles"): [("Fig scented candle", 22.0), ("Cedar scented candle", 22.0),
+                                    ("Amber scented candle", 24.0), ("Unscented pillar candle", 12.0)],
+    ("Home Fragrance", "Diffuser Oils"): [("Lavender diffuser oil", 14.0), ("Eucalyptus diffuser oil", 14.0),
+                                          ("Orange diffuser oil", 13.0)],
+    ("Pantry", "Coffee Beans"): [("House espresso beans", 15.0), ("Single origin filter beans", 18.0),
+                                 ("Decaf beans", 16.0), ("Dark roast beans", 15.0)],
+    ("Pantry", "Tea"): [("Earl grey tea", 9.0), ("Sencha green tea", 11.0), ("Chamomile tea", 8.0)],
+}
+
+
+_PREFIX = {"Coffee Tables": "tab", "Diffuser Oils": "dif", "Coffee Beans": "cof"}
+
+
+def home_shop(seed: int = 0) -> tuple[Dataset, np.ndarray]:
+    """The home shop and stand-in embeddings (items of one leaf close, one department nearer than
+    another): 24 products, 14 customers, 41 orders. Customers buy candles, oils, beans and tea again
+    every few weeks (the same beans too); nobody buys a second sofa, bed or coffee table, and two buy a
+    second bookcase a year and more after the first."""
+    rng = np.random.default_rng(seed)
+    rows, vecs, d = [], [], 32
+    dept_v = {dep: rng.standard_normal(d) for dep in {dep for dep, _ in _HOME_LEAVES}}
+    for (dep, leaf), items in _HOME_LEAVES.items():
+        leaf_v = rng.standard_normal(d)
+        for j, (title, price) in enumerate(items):
+            pid = f"{_PREFIX.get(leaf, leaf[:3].lower())}-{j + 1}"
+            rows.append((pid, title, None, [dep, leaf], price, 0.0, True, {}, ""))
+            vecs.append(0.8 * dept_v[dep] + 1.0 * leaf_v + 0.25 * rng.standard_normal(d))
+    x = np.asarray(vecs, dtype=np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    cols = ["id", "title", "brand", "category", "price", "discount", "in_stock", "attributes", "description"]
+    products = pd.DataFrame(rows, columns=cols)
+    products.insert(5, "currency", "USD")
+    t0 = datetime(2023, 1, 2)
+    orders = {  # customer: [(day, [items])]
+        "k1": [(0, ["sof-1", "can-1"]), (30, ["can-2"]), (61, ["can-1", "dif-1"])],
+        "k2": [(3, ["bed-1"]), (20, ["cof-1"]), (40, ["cof-1", "tea-1"]), (62, ["cof-1"])],
+        "k3": [(5, ["sof-2", "cof-2"]), (33, ["cof-2"]), (64, ["cof-2", "can-3"])],
+        "k4": [(8, ["bed-2", "can-1"]), (39, ["can-4"]), (70, ["dif-2"])],
+        "k5": [(10, ["boo-1"]), (420, ["boo-2", "tea-2"]), (450, ["tea-2"])],
+        "k6": [(12, ["cof-3"]), (35, ["cof-3"]), (58, ["cof-3", "tea-3"])],
+        "k7": [(15, ["sof-3", "dif-1"]), (45, ["dif-1"]), (80, ["dif-3"])],
+        "k8": [(18, ["bed-3"]), (50, ["can-2", "cof-4"]), (75, ["cof-4"])],
+        "k9": [(21, ["boo-2"]), (500, ["boo-1", "can-3"]), (530, ["can-3"])],
+        "k10": [(25, ["sof-1"]), (55, ["can-1", "tea-1"]), (90, ["tea-1"])],
+        "k11": [(28, ["bed-1", "cof-1"]), (60, ["cof-1"]), (91, ["cof-2"])],
+        "k12": [(30, ["sof-2"]), (60, ["cof-4", "dif-2"]), (95, ["dif-2"])],
+        "k13": [(31, ["cof-2", "can-4"]), (61, ["can-4"])],
+        "k14": [(35, ["bed-2"]), (66, ["tea-3"])],
+    }
+    inter = [{"user_id": u, "product_id": p, "event": "purchase", "quantity": 1, "rating": None,
+              "timestamp": t0 + timedelta(days=day)} for u, os in orders.items() for day, items in os for p in items]
+    users = pd.DataFrame({"id": list(orders), "name": [f"Customer {u}" for u in orders], "segment": "Consumer",
+                          "demographics": [{} for _ in orders]})
+    return Dataset("home", products, users, pd.DataFrame(inter)), x

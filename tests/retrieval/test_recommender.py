@@ -78,8 +78,10 @@ def test_score_is_the_documented_sum_and_sorted(rand_rec):
     cfg = rec.cfg
     for r in out:
         assert r.score == pytest.approx(r.similarity + cfg.popularity_weight * r.popularity
-                                        + cfg.copurchase_weight * r.copurchase + cfg.ease_weight * r.ease, abs=1e-6)
-        assert 0 <= r.popularity <= 1 and 0 <= r.copurchase <= 1 and 0 <= r.ease <= 1
+                                        + cfg.copurchase_weight * r.copurchase + cfg.ease_weight * r.ease
+                                        + cfg.complement_weight * r.complement, abs=1e-6)
+        assert 0 <= r.popularity <= 1 and 0 <= r.copurchase <= 1 and 0 <= r.ease <= 1 and 0 <= r.complement <= 1
+    assert cfg.complement_weight > 0 and any(r.complement > 0 for r in out)  # 360 positives: a small shop
     assert [r.score for r in out] == sorted((r.score for r in out), reverse=True)
 
 
@@ -122,7 +124,7 @@ def test_evidence_splits_the_score_exactly_over_the_history(rand_rec, text):
             owed = sum(x.contribution for x in r.reasons)
             assert owed + cfg.popularity_weight * r.popularity + text_part == pytest.approx(r.score, abs=1e-5)
             top = r.reasons[0]
-            assert top.kind in ("similar", "ease", "copurchase", "sequence")
+            assert top.kind in ("similar", "ease", "copurchase", "sequence", "complement")
         kinds = {x.kind for r in out for x in r.reasons}
         assert len(kinds) >= 2  # the terms really are told apart
 
@@ -134,7 +136,7 @@ def test_copurchase_and_popularity_come_from_train_only():
     rows = [{"user_id": f"u{u}", "product_id": p, "event": "purchase", "quantity": 1, "rating": None,
              "timestamp": t, "split": s}
             for u in range(5) for p, s in (("p0001", "train"), ("p0002", "train"), ("p0003", "test"))]
-    rec = Recommender(idx, pd.DataFrame(rows), RetrievalConfig(copurchase_weight=0.5))
+    rec = Recommender(idx, pd.DataFrame(rows), RetrievalConfig(copurchase_weight=0.5, small_shop_interactions=0))
     assert rec.stats.pair_counts("p0001", ["p0002", "p0003"]).tolist() == [5, 0]
     out = {r.product.id: r for r in rec.recommend(["p0001"], filters=Filters(in_stock=False), k=50)}
     assert out["p0002"].copurchase == 1.0 and out["p0002"].reasons[0].copurchase_count == 5
@@ -256,7 +258,7 @@ def test_real_model_on_a_small_catalog(tmp_path):
     mixed = rec.recommend([("t1", datetime(2024, 1, 1))], text="teapot", k=3)
     assert mixed[0].product.id == "t3"
     office = rec.recommend(["o1"], filters=Filters(categories=["furniture"], in_stock=True), k=5)
-    assert {r.product.id for r in office} == {"o2", "o3"}  # o4 out of stock, o1 bought
+    assert {r.product.id for r in office} == {"o3"}  # o4 out of stock, o1 bought, o2 a second chair (durable)
     # a dataset whose catalog changed does not load silently
     changed = small_dataset()
     changed.products.loc[0, "price"] = 1.0
@@ -355,10 +357,10 @@ def test_sequence_weight_and_per_dataset_overrides(rand_rec):
     rows += [(f"n{i}", f"p{(i * 13) % 400:04d}", t) for i in range(300)]
     inter = pd.DataFrame([{"user_id": u, "product_id": p, "event": "purchase", "quantity": 1, "rating": None,
                            "timestamp": ts} for u, p, ts in rows])
-    plain = RetrievalConfig(ease_weight=0.0, popularity_weight=0.0, max_per_category=None)
+    plain = RetrievalConfig(ease_weight=0.0, popularity_weight=0.0, max_per_category=None, small_shop_interactions=0)
     hist = [("p0123", t), ("p0010", t + timedelta(days=1))]
     without = [r.product.id for r in Recommender(idx, inter, plain).recommend(hist, filters=Filters(in_stock=False))]
-    cfg = RetrievalConfig(ease_weight=0.0, popularity_weight=0.0, max_per_category=None,
+    cfg = RetrievalConfig(ease_weight=0.0, popularity_weight=0.0, max_per_category=None, small_shop_interactions=0,
                           per_dataset={"films": {"sequence_weight": 5.0, "sequence_last": 1}})
     tuned = Recommender(idx, inter, cfg, dataset="films")
     assert tuned.cfg.sequence_weight == 5.0 and isinstance(tuned.cfg.sequence_last, int)

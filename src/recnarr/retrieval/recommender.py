@@ -16,9 +16,11 @@ Score (documented, every component is returned with the result):
           + copurchase_weight * co(p) / max_candidates co(c)
           + ease_weight * max(0, ease(p)) / max_candidates ease(c)
           + sequence_weight * seq(p) / max_candidates seq(c)
+          + complement_weight * comp(p)
     co(p) = sum over history items h of  n_hp / sqrt(n_h * n_p)
     ease(p) = sum over history items h of  w_h * B[h, p]   (EASE, `recnarr.retrieval.collaborative`)
     seq(p) = sum over the newest `sequence_last` items h (r = 1 newest) of T[h, p] / r   (sequential rules)
+    comp(p) = sum over history items h in p's department but another leaf of w_h / sum_h' w_h'
 
 n_p = distinct users with a positive interaction with p in the TRAIN split, n_hp = train users who
 bought both h and p. Both weighted terms are in [0, 1]. The co-purchase count is cosine-normalised (as in
@@ -26,9 +28,19 @@ item-kNN) so that items everybody buys do not dominate it: on the validation spl
 count on both datasets (MovieLens NDCG@10 0.065 vs 0.056 at weights 0.8/0.8). The weights are
 chosen on the validation split (`docs` / `recnarr evaluate retrieval`).
 
-Seen items. A known user's every interaction (a rating of any value, a view, a purchase) means they
-have it or have seen it, so it is never recommended again, except purchases in `rebuy_categories`
-(consumables bought again, configured per catalog). Anonymous histories exclude their own items.
+Small shops. Below `small_shop_interactions` train positives the collaborative weights (EASE, sequence,
+co-purchase) are scaled by positives / that number (an EASE fitted on 30 orders must not outvote the
+text), and the complement term, 0 for a catalog with enough data, gets complement_weight x (1 - the
+scale): a shop with little data leans on text similarity and on another leaf of a department the
+customer buys from, rather than on near-duplicates. `self.cfg` holds the weights as applied.
+
+Seen items and repurchase sense (`recnarr.retrieval.repurchase`, learned per leaf category from the
+train purchases). A known user's every interaction (a rating of any value, a view, a purchase) means
+they have it or have seen it, so it is never recommended again, except purchases of a consumable leaf
+whose buyers buy the same item again. No item of a durable leaf is recommended while a purchase of that
+leaf in the history is younger than its interval (a second sofa a month after the first).
+`rebuy_categories` / `durable_categories` override the learned sense. Anonymous histories exclude their
+own items the same way.
 
 Diversity. At most `max_per_category` results of one leaf category (a request's Filters may set its own
 cap), so a list is not ten near-identical paper packs.
@@ -64,6 +76,7 @@ from recnarr.data.schema import Dataset, Product, UnknownProduct, UnknownUser
 from recnarr.retrieval.collaborative import EASE, SequentialRules
 from recnarr.retrieval.embedder import embed_texts
 from recnarr.retrieval.index import ProductIndex
+from recnarr.retrieval.repurchase import RepurchaseModel, department_of, leaf_of
 
 HistoryItem = str | tuple[str, Any]  # product id, or (product id, timestamp: datetime | ISO str | epoch s)
 POSITIVE_EVENTS = ("purchase", "cart")
@@ -88,7 +101,7 @@ class Filters:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
 
 
-EVIDENCE_KINDS = ("similar", "ease", "copurchase", "sequence")  # the score's per-history-item terms
+EVIDENCE_KINDS = ("similar", "ease", "copurchase", "sequence", "complement")  # the per-history-item terms
 
 
 @dataclass
@@ -112,6 +125,7 @@ class Recommendation:
     copurchase: float  # normalised co-purchase count with the history in [0, 1]
     ease: float = 0.0  # normalised EASE score with the history in [0, 1]
     sequence: float = 0.0  # normalised sequential-rule score (what follows the newest items) in [0, 1]
+    complement: float = 0.0  # share of the history's weight in its department, another leaf, in [0, 1]
     reasons: list[Reason] = field(default_factory=list)
 
     @property
@@ -205,6 +219,17 @@ class InteractionStats:
         return out
 
 
+def small_shop_weights(cfg: RetrievalConfig, positives: int) -> tuple[RetrievalConfig, float]:
+    """The weights as applied to a catalog with this many train positives, and the trust in its
+    collaborative models (positives / small_shop_interactions, at most 1); see the module doc."""
+    if cfg.small_shop_interactions <= 0 or positives >= cfg.small_shop_interactions:
+        return replace(cfg, complement_weight=0.0), 1.0
+    trust = positives / cfg.small_shop_interactions
+    return replace(cfg, ease_weight=cfg.ease_weight * trust, sequence_weight=cfg.sequence_weight * trust,
+                   copurchase_weight=cfg.copurchase_weight * trust,
+                   complement_weight=cfg.complement_weight * (1 - trust)), trust
+
+
 def _to_timestamp(ts: Any) -> pd.Timestamp | None:
     if ts is None or (isinstance(ts, float) and math.isnan(ts)):
         return None
@@ -234,11 +259,13 @@ class Recommender:
         self._positives = positives
         self._user_rows: dict[str, dict] = {}  # table -> user id -> row positions (`_rows_of`)
         self.stats = InteractionStats(train_interactions(positives))
+        self.cfg, self.trust = small_shop_weights(self.cfg, len(train_interactions(positives)))
         self.ease = EASE(self.stats, self.cfg.ease_l2) if (
             self.cfg.ease_weight > 0 and 0 < len(self.stats.items) <= self.cfg.ease_max_items) else None
         self.rules = SequentialRules(train_interactions(self._interactions), self.stats, self.cfg.sequence_window) \
             if self.cfg.sequence_weight > 0 and len(self.stats.items) else None
-        self._rebuy = {c.strip().lower() for c in self.cfg.rebuy_categories}
+        self.repurchase = RepurchaseModel(index.ids, index.column("category"), index.column("price"),
+                                          train_interactions(self._interactions), self.cfg)
         self._text_encoder = text_encoder or (lambda texts: embed_texts(texts, model=index.embed_model))
 
     @classmethod
@@ -280,18 +307,16 @@ class Recommender:
 
     def seen(self, user_id: str) -> set[str]:
         """What a known user has or has seen (any interaction, any split), never recommended again;
-        purchases in `rebuy_categories` are left out of it (they may be bought again)."""
+        purchases the repurchase sense lets come back are left out of it."""
         rows = self._rows_of("_interactions", user_id)
         bought = rows["event"].astype(str).isin(POSITIVE_EVENTS)
         rest = set(rows.loc[~bought, "product_id"].astype(str))
         return rest | {p for p in rows.loc[bought, "product_id"].astype(str) if not self.rebuyable(p)}
 
     def rebuyable(self, product_id: str) -> bool:
-        """A purchase of this product may be recommended again (its leaf category is a consumable's)."""
-        if not self._rebuy or product_id not in self.index:
-            return False
-        path = self.index.column("category")[self.index.rows_of([product_id])[0]]
-        return path is not None and len(path) > 0 and str(path[-1]).lower() in self._rebuy
+        """A purchase of this product may be recommended again (a consumable leaf whose items are bought
+        again, or `rebuy_categories`)."""
+        return self.repurchase.rebuyable(product_id)
 
     def resolve_history(self, history: Sequence[HistoryItem]) -> tuple[list[str], list[pd.Timestamp | None]]:
         """Product ids and UTC timestamps (None where not given); unknown ids raise UnknownProduct."""
@@ -372,11 +397,12 @@ class Recommender:
         items += list(history or [])
         hist_ids, times = self.resolve_history(items)
         query, coef = self.query_parts(hist_ids, times, text)
-        excluded = set(filters.exclude_ids)
+        excluded, blocked = set(filters.exclude_ids), set()
         if filters.exclude_purchased:
             excluded |= {p for p in hist_ids if not self.rebuyable(p)}
             if user_id is not None:
                 excluded |= self.seen(user_id)
+            blocked = self.repurchase.blocked_leaves(hist_ids, times)
         co_row = self.stats.copurchase_row(hist_ids) if hist_ids else None
         ease_row = self.ease.scores(hist_ids, self.history_weights(times)) if hist_ids and self.ease else None
         seq_row = self.rules.scores(self._in_time_order(hist_ids, times), self.cfg.sequence_last) \
@@ -384,7 +410,8 @@ class Recommender:
 
         n_fetch = self.cfg.candidates + len(excluded)
         while True:  # widen the search until k results pass the filters, or the whole catalog was seen
-            rows = self._filter(self._candidates(query, co_row, ease_row, seq_row, n_fetch), filters, excluded)
+            rows = self._filter(self._candidates(query, co_row, ease_row, seq_row, n_fetch), filters, excluded,
+                                blocked)
             searched_all = n_fetch >= len(self.index)
             if len(rows) >= k or searched_all:
                 out = self._rank(rows, query, (hist_ids, times, coef), co_row, ease_row, seq_row, filters, k,
@@ -421,11 +448,14 @@ class Recommender:
                 ids += [self.stats.items[j] for j in top if row[j] > 0 and self.stats.items[j] in self.index]
         return self.index.rows_of(dict.fromkeys(ids))
 
-    def _filter(self, rows: np.ndarray, f: Filters, excluded: set[str]) -> np.ndarray:
+    def _filter(self, rows: np.ndarray, f: Filters, excluded: set[str], blocked: set[str] = frozenset()) -> np.ndarray:
+        """`blocked`: durable leaf categories bought within their interval (`RepurchaseModel.blocked_leaves`)."""
         col = self.index.column
         keep = np.ones(len(rows), dtype=bool)
         if excluded:
             keep &= np.array([pid not in excluded for pid in col("id")[rows]], dtype=bool)
+        if blocked:
+            keep &= np.array([leaf_of(path) not in blocked for path in col("category")[rows]], dtype=bool)
         if f.in_stock:
             keep &= col("in_stock")[rows].astype(bool)
         if f.min_price is not None or f.max_price is not None:
@@ -463,22 +493,44 @@ class Recommender:
         co, co_scale = self._column_score(co_row if co_row is not None and len(co_row) else None, ids)
         ease, ease_scale = self._column_score(ease_row, ids)
         seq, seq_scale = self._column_score(seq_row, ids)
+        comp_of = self.complement_shares(ids, *history[:2])  # (results, distinct history items)
         score = (sim + self.cfg.popularity_weight * pop + self.cfg.copurchase_weight * co
-                 + self.cfg.ease_weight * ease + self.cfg.sequence_weight * seq)
+                 + self.cfg.ease_weight * ease + self.cfg.sequence_weight * seq
+                 + self.cfg.complement_weight * comp_of.sum(axis=1))
         order = np.lexsort((np.array(ids), -score))  # ties: by id, so results are deterministic
         picked = self._capped(order, rows, f, k, fill)
         scales = {"copurchase": self.cfg.copurchase_weight * co_scale, "ease": self.cfg.ease_weight * ease_scale,
                   "sequence": self.cfg.sequence_weight * seq_scale}
         chosen = [ids[i] for i in picked]
-        parts = self.contributions(chosen, vecs[picked], history, scales, ease[picked] > 0)
+        parts = self.contributions(chosen, vecs[picked], history, scales, ease[picked] > 0, comp_of[picked])
         reasons = self._reasons(chosen, vecs[picked], history[0], parts)
         return [Recommendation(product=self.index.product(ids[i]), score=float(score[i]), similarity=float(sim[i]),
                                popularity=float(pop[i]), copurchase=float(co[i]), ease=float(ease[i]),
-                               sequence=float(seq[i]), reasons=r)
+                               sequence=float(seq[i]), complement=float(comp_of[i].sum()), reasons=r)
                 for i, r in zip(picked, reasons, strict=True)]
 
+    def complement_shares(self, ids: list[str], hist_ids: list[str], times: list) -> np.ndarray:
+        """(products, distinct history items): w_h / sum w where the product is in h's department but
+        another leaf (a table for a sofa's buyer), else 0; sums to comp(p) over the history."""
+        uniq = list(dict.fromkeys(hist_ids))
+        out = np.zeros((len(ids), len(uniq)))
+        if not uniq or not len(ids) or self.cfg.complement_weight <= 0:
+            return out
+        pos = {h: j for j, h in enumerate(uniq)}
+        w = np.bincount([pos[h] for h in hist_ids], weights=self.history_weights(times), minlength=len(uniq))
+        w = w / max(float(w.sum()), 1e-12)
+        cat = self.index.column("category")
+        hp = cat[self.index.rows_of(uniq)]
+        h_dept, h_leaf = [department_of(p) for p in hp], [leaf_of(p) for p in hp]
+        for i, path in enumerate(cat[self.index.rows_of(ids)]):
+            d, leaf = department_of(path), leaf_of(path)
+            for j in range(len(uniq)):
+                if d and h_dept[j] == d and h_leaf[j] != leaf:
+                    out[i, j] = w[j]
+        return out
+
     def contributions(self, ids: list[str], vecs: np.ndarray, history: tuple, scales: dict[str, float],
-                      ease_on: np.ndarray) -> np.ndarray:
+                      ease_on: np.ndarray, complement: np.ndarray | None = None) -> np.ndarray:
         """(results, distinct history items, EVIDENCE_KINDS) share of each result's score owed to each
         past item, by term; summed over items and terms it is the score less popularity and the free
         text's part (tested). `ease_on`: results whose EASE score is above 0 (below, the clipped term
@@ -492,6 +544,8 @@ class Recommender:
         pos = np.array([at[h] for h in hist_ids])
         c_u = np.bincount(pos, weights=coef, minlength=len(uniq))
         out[:, :, 0] = (vecs @ self.index.vectors[self.index.rows_of(uniq)].T) * c_u[None, :]
+        if complement is not None:
+            out[:, :, 4] = complement * self.cfg.complement_weight
         cu, cp = self.stats.cols(uniq), self.stats.cols(ids)
         ku, kp = np.flatnonzero(cu >= 0), np.flatnonzero(cp >= 0)
         if not len(ku) or not len(kp):
