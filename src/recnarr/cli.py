@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from recnarr import quiet
 from recnarr.choices import BACKENDS, FINETUNE_METHODS, GGUF_QUANTS, QUANT_MODES, STYLES
 from recnarr.config import ConfigError, load_config
 
@@ -212,6 +213,8 @@ def build_parser() -> argparse.ArgumentParser:
             subs = groups[key]
         p = subs.add_parser(words[-1], help=cmd.help, description=cmd.help)
         p.add_argument("--preset", "-p", default="base", help="preset name in configs/ or a YAML path")
+        p.add_argument("-v", "--verbose", action="store_true",
+                       help="debug logging, the libraries' own warnings and progress bars included (as RECNARR_LOG_LEVEL=debug)")
         p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. pretrain.max_steps=100")
         for flags, kwargs in cmd.options:
             p.add_argument(*flags, **kwargs)
@@ -235,6 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     if extra:
         args.overrides = [*(getattr(args, "overrides", None) or []), *extra]
     cmd: Command = args._command
+    quiet.setup(args.verbose)
     if cmd.words and (bare := [o for o in args.overrides or [] if "=" not in o]):
         setattr(args, cmd.words, [*(getattr(args, cmd.words) or []), *bare])
         args.overrides = [o for o in args.overrides if "=" in o]
@@ -245,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     fn = load_target(cmd.target)
     extra = {k: v for k, v in vars(args).items()
-             if not k.startswith("_") and not k.startswith("sub") and k not in ("command", "preset", "overrides")}
+             if not k.startswith("_") and not k.startswith("sub") and k not in ("command", "preset", "overrides", "verbose")}
     try:
         if cmd.run_data and not extra.get("replace_data"):
             from recnarr.data.run_data import adopt_run_data

@@ -11,11 +11,29 @@ best one and falls back to the last (`first_checkpoint`). Every other module ask
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 BEST, LAST = "best", "last"  # a training folder's lowest-validation-loss and newest-step checkpoints
 CHECKPOINT_ORDER = (BEST, LAST)  # which of them a reader takes first; a resumed run continues LAST
+
+
+REPO_ROOT = Path(__file__).resolve().parents[2]  # the checkout: configs/ and the shipped models/ live here
+
+
+def portable(path: str | os.PathLike) -> str:
+    """A path as an output file records it, never absolute (a record must not tell how the host is laid
+    out, and stays true when the folders move): relative to the working directory when under it, else
+    relative to the checkout (the shipped models), else its last part, as the API shows paths."""
+    p = Path(path)
+    if not p.is_absolute():
+        return str(p)
+    p = p.resolve()
+    for base in (Path.cwd().resolve(), REPO_ROOT):
+        if p.is_relative_to(base):
+            return str(p.relative_to(base)) or "."
+    return p.name
 
 
 def first_checkpoint(folder: Path, marker: str | None = "config.json") -> Path | None:

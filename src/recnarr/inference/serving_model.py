@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from recnarr.config import RunConfig
+from recnarr.layout import REPO_ROOT, portable
 from recnarr.model.checkpoint import load_model, read_meta
 from recnarr.model.gpt import GPT
 from recnarr.model.quantize import QUANT_FILE, load_quantized, quantize, read_quantization
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
 SHIPPED = REPO_ROOT / "models" / "recnarr-cpu-small"
 
 
@@ -65,14 +65,14 @@ def describe_serving_model(cfg: RunConfig, checkpoint: str | Path | None = None,
     alone: no weights are loaded (a batch driver records it without holding a model)."""
     if cfg.generation.backend == "llamacpp":
         path = find_gguf(cfg, checkpoint)
-        return path, {"path": str(path), "quantization": f"gguf {path.stem.rsplit('-', 1)[-1]}",
+        return path, {"path": portable(path), "quantization": f"gguf {path.stem.rsplit('-', 1)[-1]}",
                       "backend": "llamacpp"}
     if cfg.generation.backend != "torch":
         raise ValueError(f"generation.backend must be torch or llamacpp, got {cfg.generation.backend!r}")
     path = find_checkpoint(cfg, checkpoint, mode)
     loaded_mode = read_quantization(path)["mode"] if (path / QUANT_FILE).exists() else mode
     meta = read_meta(path) if (path / "meta.json").exists() else {}
-    return path, {"path": str(path), "quantization": loaded_mode, "backend": "torch",
+    return path, {"path": portable(path), "quantization": loaded_mode, "backend": "torch",
                   **{k: meta[k] for k in ("step", "tokens_seen", "val_loss", "best_val_loss") if k in meta}}
 
 

@@ -25,11 +25,9 @@ re-quantizing the merged weights would move the logits far more than the adapter
 
 from __future__ import annotations
 
-import contextlib
 import json
-import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +37,7 @@ from torch import nn
 from recnarr.model.checkpoint import META_FILE, CheckpointError, read_safetensors, write_folder
 from recnarr.model.gpt import GPT
 from recnarr.model.quantize import quantize
+from recnarr.quiet import quiet_libraries
 
 ADAPTER_WEIGHTS, ADAPTER_CONFIG = "adapter_model.safetensors", "adapter_config.json"
 DEFAULT_TARGETS = ("c_attn", "c_proj", "c_fc")
@@ -46,25 +45,10 @@ ADAPTER = "default"  # PEFT's adapter name; we train one adapter at a time
 PEFT_PREFIX = "base_model.model."  # how PeftModel.save_pretrained prefixes adapter keys
 
 
-@contextlib.contextmanager
-def _quiet_imports() -> Iterator[None]:
-    """PEFT imports torchao and bitsandbytes, which log about optional GPU/hub kernels they cannot load on
-    a CPU-only, offline machine; their CPU paths work regardless, so those lines are noise here."""
-    loggers = [logging.getLogger(n) for n in ("torchao", "bitsandbytes.backends.cpu.ops")]
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        for lg, level in zip(loggers, levels, strict=True):
-            lg.setLevel(level)
-
-
 def import_peft():
-    """The peft module, imported without the optional-kernel noise (see `_quiet_imports`)."""
-    with _quiet_imports():
-        import peft
+    """The peft module, imported without the optional-kernel noise (`recnarr.quiet`)."""
+    quiet_libraries()
+    import peft
 
     return peft
 
@@ -103,8 +87,7 @@ def inject(model: GPT, config: Any) -> GPT:
     """Inject the adapter described by a LoraConfig into `model`, in place; only adapter weights stay trainable."""
     if any(isinstance(m, import_peft().tuners.lora.LoraLayer) for m in model.modules()):
         raise ValueError("model already has LoRA layers: merge or reload it before adding another adapter")
-    with _quiet_imports():
-        import_peft().inject_adapter_in_model(config, model, adapter_name=ADAPTER)
+    import_peft().inject_adapter_in_model(config, model, adapter_name=ADAPTER)
     for name, p in model.named_parameters():
         p.requires_grad_("lora_" in name)
     return model

@@ -30,7 +30,6 @@ packed uint8 weights and their scales), the tied head once under `transformer.wt
 from __future__ import annotations
 
 import json
-import logging
 import os
 import warnings
 from collections.abc import Callable
@@ -55,6 +54,7 @@ from recnarr.model.checkpoint import (
     write_folder,
 )
 from recnarr.model.gpt import GPT
+from recnarr.quiet import quiet_libraries
 
 MODES = QUANT_MODES  # every mode, in the order the quantize table lists them
 QUANT_FILE = "quantization.json"
@@ -233,7 +233,7 @@ class Int4Embedding(nn.Module):
 def _bnb():
     # bitsandbytes tries to fetch an optional CPU kernel from the Hugging Face hub at import and logs a
     # warning when it can't (always, offline); its built-in CPU path is what runs either way
-    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+    quiet_libraries()
     import bitsandbytes as bnb
 
     return bnb

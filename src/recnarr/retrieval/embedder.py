@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -25,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from recnarr.data.schema import CATEGORY_SEP, Product, product_from_row
+from recnarr.quiet import quiet_libraries
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 EMBED_DIM = 384
@@ -105,6 +107,7 @@ def get_model(name: str = DEFAULT_MODEL) -> Any:
         # before the import: sentence-transformers / huggingface_hub read it at import time
         os.environ["HF_HUB_OFFLINE"] = "1"
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        quiet_libraries()  # transformers' probes of torchao / bitsandbytes, its weight-loading bar
         t0 = time.perf_counter()
         from sentence_transformers import SentenceTransformer
 
@@ -139,7 +142,7 @@ def embed_texts(
     if len(texts) == 0:
         return np.zeros((0, m.get_embedding_dimension()), dtype=np.float32)
     vecs = m.encode(
-        list(texts), batch_size=batch_size, show_progress_bar=progress,
+        list(texts), batch_size=batch_size, show_progress_bar=progress and sys.stderr.isatty(),
         normalize_embeddings=True, convert_to_numpy=True,
     )
     return np.ascontiguousarray(vecs, dtype=np.float32)

@@ -82,6 +82,19 @@ def _normalize_rows(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(norms, 1e-12)
 
 
+INDEX_KINDS = {"flat": "exact search", "hnsw": "HNSW graph, approximate", "ivfpq": "IVF-PQ, approximate"}
+
+
+def describe_index(manifest: dict[str, Any]) -> str:
+    """The index type in words with its effective parameters: "flat (exact search)",
+    "hnsw (HNSW graph, approximate: M 32, efConstruction 200, efSearch 64)"."""
+    kind, params = manifest["index_type"], manifest.get("index_params") or {}
+    words = INDEX_KINDS.get(kind, kind)
+    if params:
+        words += ": " + ", ".join(f"{k} {v}" for k, v in params.items())
+    return f"{kind} ({words})"
+
+
 class ProductIndex:
     """A FAISS index over a catalog plus the product rows and exact vectors behind it."""
 

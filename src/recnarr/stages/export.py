@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from recnarr.layout import portable
 from recnarr.model.checkpoint import save_checkpoint
 from recnarr.model.gguf_export import export_gguf
 from recnarr.model.hf import export_hf, import_hf
@@ -54,7 +55,7 @@ def import_command(cfg: Any, fmt: str = "hf", src: str | None = None, out: str |
         raise ValueError("--src PATH is required: the folder to import")
     dst = Path(out) if out else cfg.layout.imported
     model = IMPORT_FORMATS[fmt](src)
-    save_checkpoint(dst, model, meta={"imported_from": str(Path(src).resolve()), "format": fmt, "step": 0,
+    save_checkpoint(dst, model, meta={"imported_from": portable(src), "format": fmt, "step": 0,
                                       "tokenizer": "gpt2"})
     print(f"imported {src} ({fmt}) -> {dst}")
     return dst

@@ -11,6 +11,7 @@ from typing import Any
 from recnarr import choices
 from recnarr.choices import FinetuneMethod
 from recnarr.config import RunConfig, save_config, to_dict
+from recnarr.layout import portable
 from recnarr.model import lora
 from recnarr.model.checkpoint import read_meta, save_checkpoint
 from recnarr.training.finetune import (
@@ -82,7 +83,7 @@ def merge(cfg: RunConfig, method: str | None = None, adapter: str | None = None,
     folder = Path(adapter) if adapter else trained_folder(cfg, method or cfg.finetune.method)
     model, meta = merged_model(folder, base)
     dst = Path(out) if out else cfg.layout.merged
-    meta = {**meta, "stage": "merge", "merged_from": str(folder), "trainer_state": None}
+    meta = {**meta, "stage": "merge", "merged_from": portable(folder), "trainer_state": None}
     save_checkpoint(dst, model, meta={k: v for k, v in meta.items() if k != "trainer_state"})
     kind = "adapter merged into " + meta["base"] if (folder / lora.ADAPTER_CONFIG).is_file() else "full checkpoint"
     print(f"merge: {folder} ({kind}) -> {dst}")
