@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 
 # the loggers that report optional kernels this machine cannot load, and torch's note about torchao's enums
 NOISY_LOGGERS = ("torchao", "bitsandbytes", "torch.utils._pytree")
@@ -28,6 +29,12 @@ def level() -> str:
     if name not in ("debug", "info", "warning", "error"):
         raise ValueError(f"{LEVEL_ENV} must be debug, info, warning or error, got {name!r}")
     return name
+
+
+def bars() -> bool:
+    """Whether our own progress bars draw: on a terminal only (a log file gets the stage's lines instead,
+    not carriage-return frames)."""
+    return sys.stderr.isatty()
 
 
 def verbose() -> bool:

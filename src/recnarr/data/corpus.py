@@ -41,6 +41,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from recnarr.data import sources, tokenizer
+from recnarr.quiet import bars
 
 FORMAT_VERSION = 1  # bump when cleaning or layout changes, so cached corpora are rebuilt
 EOT_ID = tokenizer.EOT_ID
@@ -394,7 +395,7 @@ def _write_split(path: Path, docs: list[tuple[str, str]], vocab_path: str, worke
     names = [s for s, _ in docs]
     tmp = path.with_name(f".{path.name}.tmp")
     chunk = max(1, min(64, len(texts) // (4 * max(1, workers)) or 1))
-    bar = tqdm(total=len(texts), desc=desc, unit="doc", disable=not progress, leave=False)
+    bar = tqdm(total=len(texts), desc=desc, unit="doc", disable=not (progress and bars()), leave=False)
     try:
         with open(tmp, "wb") as f:
             if workers > 1 and len(texts) > chunk:

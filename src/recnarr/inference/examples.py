@@ -29,6 +29,7 @@ from recnarr.data.narratives import NarrativeRecord, Writer, format_prompt
 from recnarr.data.schema import Dataset, product_from_row
 from recnarr.inference.grounding import ground
 from recnarr.inference.records import RecordBuilder
+from recnarr.quiet import bars
 from recnarr.retrieval.recommender import positive_interactions
 
 # (history as (product id, timestamp), allowed candidate ids, k) -> [(product id, its evidence: reasons)]
@@ -60,7 +61,7 @@ def build_records(ds: Dataset, cfg: RunConfig, candidates: CandidateFn) -> dict[
     for split, uids in groups.items():
         allowed = heldout if split == "test" else all_ids - heldout
         recs: list[NarrativeRecord] = []
-        for uid in tqdm(uids, desc=f"narratives:{split}", disable=len(uids) < 50):
+        for uid in tqdm(uids, desc=f"narratives:{split}", disable=len(uids) < 50 or not bars()):
             hist = ds.history(uid)
             train_hist = hist[hist["split"] == "train"] if "split" in hist else hist
             if train_hist.empty:

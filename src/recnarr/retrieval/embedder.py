@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sys
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -26,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from recnarr.data.schema import CATEGORY_SEP, Product, product_from_row
-from recnarr.quiet import quiet_libraries
+from recnarr.quiet import bars, quiet_libraries
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 EMBED_DIM = 384
@@ -142,7 +141,7 @@ def embed_texts(
     if len(texts) == 0:
         return np.zeros((0, m.get_embedding_dimension()), dtype=np.float32)
     vecs = m.encode(
-        list(texts), batch_size=batch_size, show_progress_bar=progress and sys.stderr.isatty(),
+        list(texts), batch_size=batch_size, show_progress_bar=progress and bars(),
         normalize_embeddings=True, convert_to_numpy=True,
     )
     return np.ascontiguousarray(vecs, dtype=np.float32)

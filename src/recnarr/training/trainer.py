@@ -35,6 +35,7 @@ from torch import Tensor, nn
 from recnarr.config import TrainConfig
 from recnarr.layout import BEST, LAST
 from recnarr.model.checkpoint import load_trainer_state, load_weights, read_meta, save_checkpoint
+from recnarr.quiet import bars
 from recnarr.training.batches import Batch, BatchSource
 from recnarr.training.runtime import (
     RANK_SEED_STRIDE,
@@ -224,7 +225,7 @@ class Trainer:
         return _Run(optimizer, train_model, eval_model, params, fpt, peak_flops(self.device, self.cfg.dtype))
 
     def _progress_bar(self) -> Any:
-        if not (self.cfg.progress and self.env.is_main):
+        if not (self.cfg.progress and self.env.is_main and bars()):
             return None
         from tqdm.auto import tqdm
 
