@@ -78,3 +78,15 @@ def test_missing_columns_and_invalid_rows_each_get_their_advice(tmp_path):
     assert bad == 2  # one invalid row + one file that cannot load
     assert "o.csv lacks the required column 'timestamp'" in result
     assert "1 invalid rows: fix them, or load with data.skip_invalid=true" in result
+
+
+def test_a_small_shop_is_told_so(fixtures):
+    home = fixtures.parent.parent / "inference" / "fixtures" / "home"
+    text, bad = check_files(home / "products.csv", home / "orders.jsonl", home / "customers.jsonl",
+                            home / "columns.yaml")
+    assert bad == 0 and "note: small shop: 15 interactions (< 1,000)" in text
+    big, _ = check_files(fixtures / "products.csv", fixtures / "interactions.csv")
+    assert "small shop" in big  # the tiny fixture is one too
+    from recnarr.data.check import small_shop_note
+
+    assert small_shop_note(1000) is None and small_shop_note(999) and small_shop_note(5, threshold=0) is None

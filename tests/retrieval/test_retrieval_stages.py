@@ -110,6 +110,14 @@ def test_index_stage_builds_then_updates_incrementally(small_run, monkeypatch):
     assert calls == [] and ProductIndex.load(folder).manifest["index_params"]["M"] == cfg.index.hnsw_m
 
 
+def test_the_index_log_says_small_shop_and_what_is_durable(small_run, capsys):
+    cfg, _ = small_run
+    index_stage(cfg)
+    out = capsys.readouterr().out
+    assert "small shop: 9 interactions (< 1,000)" in out  # 3 customers, 9 train purchases
+    assert "repurchase sense (data; " in out and "durable chairs" in out  # the office chair, just bought
+
+
 def test_evaluate_retrieval_end_to_end(small_run, monkeypatch, capsys):
     cfg, ds = small_run
     cfg.eval.retrieval_datasets = ["small"]
@@ -125,7 +133,11 @@ def test_evaluate_retrieval_end_to_end(small_run, monkeypatch, capsys):
         "ours: embedding similarity", "ours: similarity + popularity + co-purchase + EASE + sequence, capped"}
     versus = saved["datasets"][0]["ours_vs_best_peer"]
     assert versus["lo"] <= versus["diff"] <= versus["hi"] and versus["best_peer"] in methods
+    peers = saved["datasets"][0]["ours_vs_peers"]  # ours against every peer, on both measures
+    assert set(peers) == {"ndcg", "cat_hit"} and set(peers["cat_hit"]) == set(methods) - {ev.OURS, *[
+        m for m in methods if m.startswith("ours")]}
+    assert all(0 <= m["cat_hit@10"] <= 1 for m in methods.values()) and saved["datasets"][0]["folds"]
     assert all(m["seen_recommended"] == 0 for m in methods.values())  # nobody is shown what they saw
     assert set(saved["datasets"][0]["approx_index_recall"]) == {"hnsw", "ivfpq"}
     out = capsys.readouterr().out
-    assert "Recall@10" in out and "item-kNN" in out and "retrieval.json" in out
+    assert "Recall@10" in out and "item-kNN" in out and "retrieval.json" in out and "cat-hit@10" in out

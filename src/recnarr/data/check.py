@@ -143,6 +143,20 @@ def order_notes(products: pd.DataFrame | None, examples: int = 3) -> list[str]:
     return notes
 
 
+def small_shop_note(interactions: int, threshold: int | None = None) -> str | None:
+    """The warning for a catalog with too few interactions for collaborative models (None if enough);
+    the recommender's response is `retrieval.small_shop_interactions` (recnarr.retrieval.recommender)."""
+    from recnarr.config import RetrievalConfig
+
+    threshold = RetrievalConfig().small_shop_interactions if threshold is None else threshold
+    if threshold <= 0 or interactions >= threshold:
+        return None
+    return (f"small shop: {interactions:,} interactions (< {threshold:,}) are too few for the collaborative models "
+            f"(EASE, sequential rules, co-purchase); they are scaled by {interactions:,} / {threshold:,} so none "
+            "dominates, and recommendations lean on text similarity and complements (another category of a "
+            "department the customer buys from)")
+
+
 def catalog_notes(products: pd.DataFrame | None, inter: pd.DataFrame | None,
                   users: pd.DataFrame | None = None) -> list[str]:
     """What a load keeps but a user should know: it changes which claims a narrative can make."""
@@ -160,6 +174,8 @@ def catalog_notes(products: pd.DataFrame | None, inter: pd.DataFrame | None,
         lonely = n - int(products["id"].isin(inter["product_id"]).sum())
         if lonely:
             notes.append(f"{lonely:,} of {n:,} products have no interactions: found by text similarity only")
+        if small := small_shop_note(len(inter)):
+            notes.append(small)
     return notes + placeholder_notes(products, "products") + order_notes(products) + placeholder_notes(users, "users")
 
 

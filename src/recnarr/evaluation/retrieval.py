@@ -1,23 +1,27 @@
-"""`recnarr evaluate retrieval`: next-item prediction on the time split, our retriever vs baselines.
+"""`recnarr evaluate retrieval`: next-purchase prediction on pooled rolling-origin folds, ours vs peers.
 
 Protocol, per dataset (Superstore and MovieLens-100k by default, `eval.retrieval_datasets`):
 - positives: purchases (Superstore) or ratings >= `retrieval.positive_min_rating` (MovieLens: 4);
-- a user is evaluated if they have a positive in the TEST split that they had not interacted with
-  positively before (targets = those new items) and at least one positive in train + val (the history);
-- every method ranks the whole catalog minus what the user has seen before the split (any interaction:
+- folds (recnarr.evaluation.rolling): cutoffs at `eval.rolling_quantiles` of the interaction times;
+  every model is refit on what precedes its cutoff; a case is a user with a positive before it and a
+  next basket after it (not a validation basket: tuning happened there), its new items the targets;
+- every method ranks the whole catalog minus what the user has seen before the cutoff (any interaction:
   a film rated 2 is seen too; in stock or not: the ranking, not the stock filter, is measured) and
   returns its top k;
-- popularity and co-occurrence (for the baselines and our re-ranking) come from TRAIN positives only;
-- Recall@k = |top-k ∩ targets| / |targets|, NDCG@k with binary gains, coverage = distinct items in
-  anyone's top-k / catalog size, diversity = distinct leaf categories in a top-k / its length (mean
-  over users), and the largest number of one leaf category in any top-k.
+- Recall@k = |top-k ∩ targets| / |targets|, NDCG@k with binary gains, category hit@k = a top-k item in
+  the leaf category of a target (sparse retail: the right kind of product, which item-level metrics
+  cannot see), coverage = distinct items in anyone's top-k / catalog size, diversity = distinct leaf
+  categories in a top-k / its length, and the largest number of one leaf category in any top-k;
+- ours against every peer: the mean paired difference with a 95% bootstrap interval that resamples
+  users (a user is a case in several folds); "real" when the interval excludes 0.
 
 Methods in the same table: random, most-popular, item-kNN (co-occurrence, cosine-normalised: sum over the
 history of co(h, c) / sqrt(n_h n_c)), EASE alone (the strongest classic item-item model, closed form),
 a well-kept library's model (`implicit`'s ALS, its factors and regularization chosen on the validation
 split), ours with similarity only, and ours with the configured blend (similarity, popularity,
 co-purchase, EASE, sequential rules; per-dataset weights from `retrieval.per_dataset`, chosen on the
-validation split by `--tune`) and the per-category cap.
+validation split by `--tune`) and the per-category cap. `eval_cases` (the per-user last-basket split)
+remains for tuning on validation.
 
 Approximate index recall: for the configured HNSW and IVF-PQ settings, recall@k of their neighbours
 against exact inner product, on the real embeddings, with the users' query vectors and every product's
@@ -100,34 +104,52 @@ def eval_cases(ds: Dataset, min_rating: float = 4.0, max_users: int | None = Non
     return cases
 
 
-def evaluate_rankers(cases: Sequence[EvalCase], rankers: dict[str, Ranker], catalog_size: int,
-                     k: int = 10, leaf: dict[str, str] | None = None) -> dict[str, dict[str, float]]:
-    """leaf: product id -> leaf category, for diversity (left out without it)."""
-    out = {}
-    for name, rank in rankers.items():
-        rec, ndcg, listed, hits, div, most, repeats = [], [], set(), 0, [], 0, 0
-        t0 = time.perf_counter()
-        for c in cases:
-            top = rank(c, k)[:k]
-            rec.append(recall_at_k(top, c.targets, k))
-            ndcg.append(ndcg_at_k(top, c.targets, k))
-            hits += len(set(top) & c.targets)
-            repeats += len(set(top) & c.seen)
-            listed.update(top)
-            if leaf is not None and top:
-                cats = [leaf.get(p, "") for p in top]
-                div.append(len(set(cats)) / len(cats))
-                most = max(most, max(cats.count(x) for x in set(cats)))
-        out[name] = {f"recall@{k}": float(np.mean(rec)) if rec else 0.0,
-                     f"ndcg@{k}": float(np.mean(ndcg)) if ndcg else 0.0,
-                     "coverage": len(listed) / catalog_size if catalog_size else 0.0,
-                     "diversity": float(np.mean(div)) if div else None,
-                     "max_same_category": most,
-                     "seen_recommended": repeats,  # items the user had already seen, in their list
-                     "hits": hits,  # targets found in a top-k, all users together (the scale of the numbers)
-                     "ndcg_per_user": ndcg,  # for the paired bootstrap (`paired_ci`)
-                     "ms_per_user": 1000 * (time.perf_counter() - t0) / max(len(cases), 1)}
+def case_scores(cases: Sequence[EvalCase], rank: Ranker, k: int = 10,
+                leaf: dict[str, str] | None = None) -> dict[str, list]:
+    """Per case: recall, NDCG, category hit (a top-k item in the leaf category of a target: the right
+    kind of product, which item-level metrics cannot see on sparse retail), hits, seen items listed, the
+    top-k itself; and the milliseconds per case. Lists, so that folds can be pooled (`summarize`)."""
+    out: dict[str, list] = {"recall": [], "ndcg": [], "cat_hit": [], "hits": [], "seen": [], "top": [], "ms": []}
+    t0 = time.perf_counter()
+    for c in cases:
+        top = rank(c, k)[:k]
+        out["recall"].append(recall_at_k(top, c.targets, k))
+        out["ndcg"].append(ndcg_at_k(top, c.targets, k))
+        if leaf is not None:
+            out["cat_hit"].append(float(bool({leaf.get(p, "") for p in top} & {leaf.get(t, "") for t in c.targets})))
+        out["hits"].append(len(set(top) & c.targets))
+        out["seen"].append(len(set(top) & c.seen))
+        out["top"].append(top)
+    out["ms"].append(1000 * (time.perf_counter() - t0))
     return out
+
+
+def summarize(s: dict[str, list], catalog_size: int, k: int = 10, leaf: dict[str, str] | None = None,
+              ) -> dict[str, Any]:
+    """The table row of pooled `case_scores`: means, coverage (distinct items in anyone's top-k /
+    catalog), diversity (distinct leaves in a top-k / its length), the most of one leaf in any top-k."""
+    div, most = [], 0
+    for top in s["top"]:
+        if leaf is not None and top:
+            cats = [leaf.get(p, "") for p in top]
+            div.append(len(set(cats)) / len(cats))
+            most = max(most, max(cats.count(x) for x in set(cats)))
+    n = len(s["top"])
+    mean = lambda xs: float(np.mean(xs)) if xs else 0.0  # noqa: E731
+    return {f"recall@{k}": mean(s["recall"]), f"ndcg@{k}": mean(s["ndcg"]),
+            f"cat_hit@{k}": mean(s["cat_hit"]) if s["cat_hit"] else None,
+            "coverage": len({p for top in s["top"] for p in top}) / catalog_size if catalog_size else 0.0,
+            "diversity": float(np.mean(div)) if div else None, "max_same_category": most,
+            "seen_recommended": int(sum(s["seen"])),  # items the user had already seen, in their list
+            "hits": int(sum(s["hits"])),  # targets found in a top-k, all cases together (the numbers' scale)
+            "ndcg_per_user": s["ndcg"], "cat_hit_per_user": s["cat_hit"],  # for `paired_ci`
+            "ms_per_user": sum(s["ms"]) / max(n, 1)}
+
+
+def evaluate_rankers(cases: Sequence[EvalCase], rankers: dict[str, Ranker], catalog_size: int,
+                     k: int = 10, leaf: dict[str, str] | None = None) -> dict[str, dict[str, Any]]:
+    """One set of cases, every ranker: `summarize(case_scores(...))` per ranker name."""
+    return {name: summarize(case_scores(cases, rank, k, leaf), catalog_size, k, leaf) for name, rank in rankers.items()}
 
 
 # ------------------------------------------------------------------------------------------ baselines
@@ -143,17 +165,26 @@ def _top_excluding(order: np.ndarray, ids: np.ndarray, exclude: set[str], k: int
     return out
 
 
-def paired_ci(a: Sequence[float], b: Sequence[float], n: int = 2000, seed: int = 0) -> dict[str, float]:
-    """Mean of a - b over the same users, with a 95% paired-bootstrap interval and the relative gain. When
-    the interval holds 0 the data cannot tell the two apart (Superstore: about ten hits per method)."""
+def paired_ci(a: Sequence[float], b: Sequence[float], n: int = 2000, seed: int = 0,
+              groups: Sequence[str] | None = None) -> dict[str, Any]:
+    """Mean of a - b over the same cases, with a 95% paired-bootstrap interval and the relative gain. When
+    the interval holds 0 the data cannot tell the two apart. `groups` (a user id per case): resample
+    users, not cases, since one user's cases in several folds are not independent."""
     d = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
     if not len(d):
-        return {"diff": 0.0, "lo": 0.0, "hi": 0.0, "rel": 0.0}
+        return {"diff": 0.0, "lo": 0.0, "hi": 0.0, "rel": 0.0, "real": False}
     rng = np.random.default_rng(seed)
-    means = d[rng.integers(0, len(d), (n, len(d)))].mean(axis=1)
+    if groups is None:
+        means = d[rng.integers(0, len(d), (n, len(d)))].mean(axis=1)
+    else:
+        _, g = np.unique(np.asarray(groups, dtype=str), return_inverse=True)
+        sums, counts = np.bincount(g, weights=d), np.bincount(g).astype(np.float64)
+        pick = rng.integers(0, len(sums), (n, len(sums)))
+        means = sums[pick].sum(axis=1) / counts[pick].sum(axis=1)
     base = float(np.mean(b))
-    return {"diff": float(d.mean()), "lo": float(np.percentile(means, 2.5)), "hi": float(np.percentile(means, 97.5)),
-            "rel": float(d.mean() / base) if base else 0.0}
+    lo, hi = float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+    return {"diff": float(d.mean()), "lo": lo, "hi": hi, "rel": float(d.mean() / base) if base else 0.0,
+            "real": bool(lo > 0 or hi < 0)}
 
 
 def random_ranker(catalog: Sequence[str], seed: int = 0) -> Ranker:
@@ -255,8 +286,10 @@ def als_ranker(catalog: Sequence[str], stats: InteractionStats, factors: int = 6
     return rank
 
 
-def tuned_als(ds: Dataset, catalog: Sequence[str], stats: InteractionStats, cfg: RunConfig) -> tuple[str, Ranker]:
-    """The ALS peer at the `ALS_GRID` point with the best validation NDCG@k (as ours is tuned)."""
+def tuned_als(ds: Dataset, catalog: Sequence[str], stats: InteractionStats, cfg: RunConfig,
+              ) -> tuple[int, float]:
+    """The ALS peer's (factors, regularization): the `ALS_GRID` point with the best validation NDCG@k
+    (as ours is tuned)."""
     import itertools
 
     val = eval_cases(ds, cfg.retrieval.positive_min_rating, cfg.eval.retrieval_max_users, cfg.eval.seed, "val")
@@ -266,8 +299,7 @@ def tuned_als(ds: Dataset, catalog: Sequence[str], stats: InteractionStats, cfg:
         if best is None or score[f"ndcg@{cfg.eval.k}"] > best[0]:
             best = (score[f"ndcg@{cfg.eval.k}"], f, r)
     assert best is not None
-    return (f"implicit ALS (library; factors {best[1]}, reg {best[2]:g}, chosen on val)",
-            als_ranker(catalog, stats, best[1], best[2]))
+    return best[1], best[2]
 
 
 def retriever_ranker(rec: Recommender) -> Ranker:
@@ -310,45 +342,78 @@ def _stub_products(n: int) -> pd.DataFrame:
 # --------------------------------------------------------------------------------------------- driver
 
 
-def evaluate_dataset(ds: Dataset, index: ProductIndex, cfg: RunConfig) -> dict[str, Any]:
-    """The comparison table and the approximate index recall for one dataset."""
-    k, rcfg = cfg.eval.k, cfg.retrieval
-    cases = eval_cases(ds, rcfg.positive_min_rating, cfg.eval.retrieval_max_users, cfg.eval.seed)
-    catalog = index.ids
-    rec = Recommender(index, ds.interactions, rcfg, dataset=ds.name)
-    sim_only = Recommender(index, ds.interactions, replace(rcfg, popularity_weight=0.0, copurchase_weight=0.0,
-                                                           ease_weight=0.0, sequence_weight=0.0,
-                                                           max_per_category=None, per_dataset={}))
-    stats = InteractionStats(train_interactions(positive_interactions(ds.interactions, rcfg.positive_min_rating)))
-    als_name, als = tuned_als(ds, catalog, stats, cfg)
-    rankers: dict[str, Ranker] = {
+OURS = "ours: similarity + popularity + co-purchase + EASE + sequence, capped"
+
+
+def fold_rankers(ds: Dataset, index: ProductIndex, before: pd.DataFrame, cfg: RunConfig,
+                 als_params: tuple[int, float]) -> dict[str, Ranker]:
+    """Every method, fitted on `before` (one fold's past): peers, ALS at its validation settings, ours."""
+    rcfg, catalog = cfg.retrieval, index.ids
+    stats = InteractionStats(positive_interactions(before, rcfg.positive_min_rating))
+    sim_only = replace(rcfg, popularity_weight=0.0, copurchase_weight=0.0, ease_weight=0.0, sequence_weight=0.0,
+                       complement_weight=0.0, max_per_category=None, per_dataset={})
+    return {
         "random": random_ranker(catalog, cfg.eval.seed),
         "most-popular": popularity_ranker(catalog, stats),
         "item-kNN (co-occurrence)": itemknn_ranker(catalog, stats),
         "EASE (closed form, no text)": ease_ranker(catalog, stats, rcfg.ease_l2),
-        als_name: als,
-        "ours: embedding similarity": retriever_ranker(sim_only),
-        "ours: similarity + popularity + co-purchase + EASE + sequence, capped": retriever_ranker(rec),
+        f"implicit ALS (library; factors {als_params[0]}, reg {als_params[1]:g}, chosen on val)":
+            als_ranker(catalog, stats, *als_params),
+        "ours: embedding similarity": retriever_ranker(Recommender(index, before, sim_only)),
+        OURS: retriever_ranker(Recommender(index, before, rcfg, dataset=ds.name)),
     }
+
+
+def evaluate_dataset(ds: Dataset, index: ProductIndex, cfg: RunConfig) -> dict[str, Any]:
+    """The pooled rolling-origin comparison (recnarr.evaluation.rolling) and the approximate index recall
+    for one dataset: every method refit per fold, the folds' cases pooled, ours vs every peer with a
+    paired bootstrap interval (users resampled) on NDCG@k and category hit@k."""
+    from recnarr.evaluation.rolling import rolling_folds
+
+    k, rcfg = cfg.eval.k, cfg.retrieval
+    catalog = index.ids
     leaf = {str(p): (str(c[-1]) if c is not None and len(c) else "") for p, c in
             zip(index.column("id"), index.column("category"), strict=True)}
-    table = evaluate_rankers(cases, rankers, len(catalog), k, leaf)
-    ours_name = next(n for n in rankers if n.startswith("ours: similarity +"))
-    peers = [n for n in rankers if not n.startswith(("ours", "random"))]
-    best_peer = max(peers, key=lambda n: table[n][f"ndcg@{k}"])
-    versus = {"ours": ours_name, "best_peer": best_peer,
-              **paired_ci(table[ours_name]["ndcg_per_user"], table[best_peer]["ndcg_per_user"], seed=cfg.eval.seed)}
-    users = np.stack([rec.query_vector(*rec.resolve_history(c.history), None) for c in cases]) \
-        if cases else np.zeros((0, index.dim), np.float32)
-    approx_users = approx_recall(index.vectors, users, cfg.index, k) if len(users) else {}
+    stats = InteractionStats(train_interactions(positive_interactions(ds.interactions, rcfg.positive_min_rating)))
+    als_params = tuned_als(ds, catalog, stats, cfg)
+    folds = rolling_folds(ds, cfg.eval.rolling_quantiles, rcfg.positive_min_rating, cfg.eval.retrieval_max_users,
+                          cfg.eval.seed)
+    pooled: dict[str, dict[str, list]] = {}
+    cases: list[EvalCase] = []
+    for fold in folds:
+        t0 = time.perf_counter()
+        if not fold.cases:
+            continue
+        for name, rank in fold_rankers(ds, index, fold.before, cfg, als_params).items():
+            got = case_scores(fold.cases, rank, k, leaf)
+            into = pooled.setdefault(name, {key: [] for key in got})
+            for key, v in got.items():
+                into[key] += v
+        cases += fold.cases
+        print(f"  {ds.name} fold {fold.cutoff.date()}: {len(fold.cases)} cases, {len(fold.before):,} interactions "
+              f"before, {time.perf_counter() - t0:.0f} s", flush=True)
+    table = {name: summarize(sc, len(catalog), k, leaf) for name, sc in pooled.items()}
+    users = [c.user_id for c in cases]
+    peers = [n for n in table if not n.startswith(("ours", "random"))]
+    versus = {metric: {peer: paired_ci(table[OURS][f"{metric}_per_user"], table[peer][f"{metric}_per_user"],
+                                       seed=cfg.eval.seed, groups=users) for peer in [*peers, "random"]}
+              for metric in ("ndcg", "cat_hit")} if OURS in table else {}
+    best = max(peers, key=lambda n: table[n][f"ndcg@{k}"]) if peers and OURS in table else None
+    rec = Recommender(index, ds.interactions, rcfg, dataset=ds.name)
+    sample = cases[:2000]
+    qs = np.stack([rec.query_vector(*rec.resolve_history(c.history), None) for c in sample]) \
+        if sample else np.zeros((0, index.dim), np.float32)
+    approx_users = approx_recall(index.vectors, qs, cfg.index, k) if len(qs) else {}
     approx_products = approx_recall(index.vectors, index.vectors, cfg.index, k)
     return {
-        "dataset": ds.name, "catalog_checksum": ds.checksum(), "products": len(catalog), "users": len(cases),
+        "dataset": ds.name, "catalog_checksum": ds.checksum(), "products": len(catalog), "users": len(set(users)),
+        "cases": len(cases), "folds": [{"cutoff": str(f.cutoff), "cases": len(f.cases)} for f in folds],
         "targets": sum(len(c.targets) for c in cases),
         "targets_per_user": float(np.mean([len(c.targets) for c in cases])) if cases else 0.0,
         "history_per_user": float(np.mean([len(c.history) for c in cases])) if cases else 0.0,
         "index": {"type": index.manifest["index_type"], "params": index.manifest["index_params"]},
-        "methods": table, "ours_vs_best_peer": versus,
+        "methods": table, "ours_vs_peers": versus,
+        "ours_vs_best_peer": {"ours": OURS, "best_peer": best, **versus["ndcg"][best]} if best else None,
         "approx_index_recall": {kind: {**approx_users.get(kind, {}),
                                        "recall@k_product_queries": approx_products[kind]["recall@k"]}
                                 for kind in approx_products},
@@ -394,19 +459,23 @@ def index_for(ds: Dataset, cfg: RunConfig) -> ProductIndex:
 
 
 def format_table(results: dict[str, Any], k: int = 10) -> str:
-    lines = [f"{'dataset':<11} {'method':<70} {'Recall@' + str(k):>9} {'NDCG@' + str(k):>8} {'coverage':>9} "
-             f"{'diversity':>9} {'max/cat':>7} {'seen':>5} {'hits':>5}"]
+    lines = [f"{'dataset':<11} {'method':<70} {'Recall@' + str(k):>9} {'NDCG@' + str(k):>8} "
+             f"{'cat-hit@' + str(k):>10} {'coverage':>9} {'diversity':>9} {'max/cat':>7} {'seen':>5} {'hits':>5}"]
     for r in results["datasets"]:
         for name, m in r["methods"].items():
             div = f"{m['diversity']:.3f}" if m.get("diversity") is not None else "-"
+            cat = f"{m[f'cat_hit@{k}']:.4f}" if m.get(f"cat_hit@{k}") is not None else "-"
             lines.append(f"{r['dataset']:<11} {name:<70} {m[f'recall@{k}']:>9.4f} {m[f'ndcg@{k}']:>8.4f} "
-                         f"{m['coverage']:>9.3f} {div:>9} {m.get('max_same_category', '-'):>7} "
+                         f"{cat:>10} {m['coverage']:>9.3f} {div:>9} {m.get('max_same_category', '-'):>7} "
                          f"{m.get('seen_recommended', '-'):>5} {m['hits']:>5}")
-        lines.append(f"{'':<11} ({r['users']} users, {r['targets']} test targets, {r['products']} products, "
-                     f"index {r['index']['type']})")
-        if v := r.get("ours_vs_best_peer"):
-            lines.append(f"{'':<11} ours vs the best peer ({v['best_peer']}): NDCG@{k} {v['diff']:+.4f} "
-                         f"({v['rel']:+.0%}), 95% paired-bootstrap interval [{v['lo']:+.4f}, {v['hi']:+.4f}]")
+        folds = ", ".join(f"{f['cutoff'][:10]}: {f['cases']}" for f in r.get("folds", []))
+        lines.append(f"{'':<11} ({r.get('cases', r['users'])} cases of {r['users']} users, {r['targets']} targets, "
+                     f"{r['products']} products, index {r['index']['type']}; rolling-origin folds {folds})")
+        for metric, label in (("ndcg", f"NDCG@{k}"), ("cat_hit", f"cat-hit@{k}")):
+            for peer, v in r.get("ours_vs_peers", {}).get(metric, {}).items():
+                verdict = "real" if v["real"] else "cannot tell apart"
+                lines.append(f"{'':<11} ours - {peer[:40]:<40} {label:>10} {v['diff']:+.4f} ({v['rel']:+.0%}) "
+                             f"95% [{v['lo']:+.4f}, {v['hi']:+.4f}] {verdict}")
     lines.append("")
     lines.append(f"{'dataset':<11} {'approximate index':<45} {'recall@' + str(k) + ' vs exact':>18}  settings")
     for r in results["datasets"]:
