@@ -15,7 +15,8 @@ A leaf is *durable* when few of its buyers buy it again (shrunk repeat rate < `d
 is expensive for the catalog (median price >= `durable_price_ratio` x the catalog's median price; where
 prices are unknown the repeat rate decides alone). The price condition is what a merchandiser means by
 durable: in Superstore, envelopes and fasteners are bought again by few (10-19%) because few buy them at
-all, and blocking them for a year would be absurd; copiers, machines, bookcases and tables are both.
+all, and blocking them for a year would be absurd; appliances, bookcases, copiers, machines and tables
+are both.
 Without any repeat data (no customer bought a leaf on two days, e.g. a new shop), the price condition
 decides alone and the intervals are `durable_interval_days` / `consumable_interval_days`.
 
