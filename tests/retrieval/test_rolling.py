@@ -58,3 +58,17 @@ def test_paired_ci_resamples_users_and_says_what_is_real():
     wide = ev.paired_ci(clustered, np.zeros(400), groups=users)
     narrow = ev.paired_ci(clustered, np.zeros(400))
     assert wide["hi"] - wide["lo"] > 1.5 * (narrow["hi"] - narrow["lo"])
+
+
+def test_validation_folds_end_before_the_test_folds():
+    ds = _dataset()
+    val = rolling_folds(ds, [0.2, 0.3], until=0.4)
+    first_test = rolling_folds(ds, [0.4, 0.6])[0].cutoff
+    inter = ds.interactions
+    for f in val:
+        for c in f.cases:  # every target bought before the first test cutoff
+            mine = inter[(inter["user_id"] == c.user_id) & inter["product_id"].isin(c.targets)
+                         & (inter["timestamp"] >= f.cutoff)]
+            assert (mine["timestamp"].min() < first_test) and c.targets
+    with pytest.raises(ValueError, match="until"):
+        rolling_folds(ds, [0.2, 0.5], until=0.4)

@@ -6,8 +6,11 @@ apart. Here each cutoff c (the interaction-time quantiles `eval.rolling_quantile
   nothing of the future leaks in, for any user;
 - a user with a positive before c is a case if they make a purchase in [c, next cutoff): the targets
   are the new positives of their first basket (one timestamp) after c, i.e. their next purchase;
-- baskets of the validation split are never targets: the blend weights and the ALS peer's settings were
-  chosen there, so measuring on them would flatter the tuned methods.
+- baskets of the validation split (each user's second-last basket) are never targets: the global defaults
+  were chosen there long ago, so measuring on them would flatter the tuned methods.
+Validation folds (`until`): the same construction at earlier cutoffs whose last target window ends where
+the first test fold begins, so the blend weights and the peers' settings are chosen on purchases that all
+precede every test target (`recnarr.evaluation.retrieval.tune_dataset`).
 The folds' cases are pooled; one user can be a case in several folds, so intervals resample users
 (`paired_ci(groups=...)`), not cases.
 """
@@ -43,19 +46,24 @@ def cutoffs(timestamps: pd.Series, quantiles: Sequence[float]) -> list[pd.Timest
 
 
 def rolling_folds(ds: Dataset, quantiles: Sequence[float], min_rating: float = 4.0,
-                  max_users: int | None = None, seed: int = 0) -> list[Fold]:
-    """One fold per cutoff (see the module doc); `max_users` caps the cases per fold (a seeded sample)."""
+                  max_users: int | None = None, seed: int = 0, until: float | None = None) -> list[Fold]:
+    """One fold per cutoff (see the module doc); `max_users` caps the cases per fold (a seeded sample).
+    `until`: a quantile above every cutoff where the last fold's targets end (validation folds); without
+    it the last fold's targets run to the end of the data."""
     from recnarr.evaluation.retrieval import EvalCase
 
     inter = ds.interactions
     ts = pd.to_datetime(inter["timestamp"])
-    cuts = cutoffs(ts, quantiles)
+    if until is not None and quantiles and until <= max(quantiles):
+        raise ValueError(f"rolling_folds: until={until} must lie above every cutoff quantile {list(quantiles)}")
+    cuts = cutoffs(ts, [*quantiles, until] if until is not None else quantiles)
+    stop = cuts.pop() if until is not None and cuts else None
     pos = positive_interactions(inter, min_rating)
     pos_ts = pd.to_datetime(pos["timestamp"])
     val = pos["split"].eq("val") if "split" in pos.columns else pd.Series(False, index=pos.index)
     folds = []
     for i, c in enumerate(cuts):
-        end = cuts[i + 1] if i + 1 < len(cuts) else None
+        end = cuts[i + 1] if i + 1 < len(cuts) else stop
         before = inter[ts < c].drop(columns=["split"], errors="ignore")
         seen_by = before.groupby(before["user_id"].astype(str))["product_id"].agg(lambda s: set(s.astype(str)))
         past = pos[pos_ts < c].sort_values("timestamp", kind="stable")
