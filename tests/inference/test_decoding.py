@@ -193,9 +193,8 @@ def test_shipped_model_streams_only_its_final_verified_text(shipped_gen):
         assert not n.fallback or n.text.startswith("We recommend the ")
 
 
-def test_a_sentence_of_facts_already_stated_is_left_out(shared_cache):
-    from recnarr.data.tokenizer import get_tokenizer
-    from recnarr.inference.decoding import NarrativeGuide, TokenTable
+def busiest_customers_record():
+    """A real record of the tiny dataset: its busiest customer, four past items, a product not bought."""
     from recnarr.inference.records import RecordBuilder
 
     ds = tiny_generator.dataset()
@@ -205,7 +204,14 @@ def test_a_sentence_of_facts_already_stated_is_left_out(shared_cache):
     items = builder.history_items([(pid, ts) for pid, ts, _ in past], uid, max_items=4)
     bought = {pid for pid, _, _ in past}
     pid = next(p for p in sorted(ds.products["id"].astype(str)) if p not in bought)
-    rec = builder.record(builder.product(pid), items, uid, items[-1].product_id, "warm")
+    return builder.record(builder.product(pid), items, uid, items[-1].product_id, "warm")
+
+
+def test_a_sentence_of_facts_already_stated_is_left_out(shared_cache):
+    from recnarr.data.tokenizer import get_tokenizer
+    from recnarr.inference.decoding import NarrativeGuide, TokenTable
+
+    rec = busiest_customers_record()
     tok = get_tokenizer()
     guide = NarrativeGuide(rec, TokenTable.of(tok, 50257), tok.eot_token, 2)
     text = ("Meet the {product}. You {past1_verb} the {past1} in {past1_date}. "
@@ -245,3 +251,45 @@ def test_the_catalogs_words_go_in_before_a_held_closer_and_the_stream_still_join
     assert lead in FACT_LEADS and streamed.endswith(
         '"Glazed ceramic base with a linen drum shade". We hope you enjoy it.')
     assert guide.verification().ok
+
+
+def test_the_narrative_vocab_holds_every_token_the_grammar_allows(shared_cache):
+    """The head is computed over `TokenTable.narrative_ids` only: at every state of a real narrative,
+    each token the guide allows (searched among its candidates) is in it, the end of text included."""
+    from recnarr.data.tokenizer import get_tokenizer
+    from recnarr.inference.decoding import NarrativeGuide, TokenTable
+
+    rec = busiest_customers_record()
+    tok = get_tokenizer()
+    table = TokenTable.of(tok, 50257)
+    guide = NarrativeGuide(rec, table, tok.eot_token, 2)
+    vocab = set(guide.vocab.tolist())
+    assert tok.eot_token in vocab and len(vocab) < 5000  # a small part of the 50,257 tokens
+    text = "Hi {name}, meet the {product}. You {past1_verb} the {past1} in {past1_date}; it costs {price}."
+    checked = 0
+    for t in tok.encode(text):
+        allowed = {c for c in guide.candidates().tolist() if guide.allows(c)}
+        assert allowed <= vocab, sorted(allowed - vocab)[:10]
+        checked += len(allowed)
+        if guide.allows(t):
+            guide.push(t)
+    assert checked > 1000
+    outside = next(i for i, s in enumerate(table.text) if s == " elephant")
+    assert outside not in vocab
+
+
+def test_a_row_with_a_vocab_samples_as_the_full_logits_masked_outside_it():
+    # the engine computes the head over a guide's vocab only; the row then draws exactly what it would
+    # from the full logits with every other token at -inf (the oracle path masks them)
+    e = Engine(make_model())
+    vocab = torch.tensor(sorted({3, 5, 8, 13, 21, 34, 55, 89, 99, 100}))
+
+    class Vocab(EveryFifth):
+        def __init__(self):
+            super().__init__()
+            self.vocab = vocab
+
+    params = SamplingParams(max_new_tokens=14, temperature=0.9, top_k=6, top_p=0.9, seed=4, stop_token_ids=(5,))
+    cached = e.generate([1, 2, 3], params, guide=Vocab())
+    oracle = e.generate_uncached([[1, 2, 3]], params, guides=[Vocab()])[0]
+    assert cached.tokens == oracle.tokens and set(cached.tokens) <= set(vocab.tolist())

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from recnarr.layout import portable
 from recnarr.model.gguf_export import CONFIG_KEY, GGUFError, export_gguf
 from recnarr.model.gpt import GPT, PRESETS, GPTConfig
 
@@ -167,7 +168,8 @@ def test_serving_model_finds_the_run_gguf(llama_cpp, tiny, f32_file, tmp_path):
     (folder / "model-f32.gguf").write_bytes(f32_file.read_bytes())
     cfg = load_config("tiny", [f"run_dir={tmp_path / 'run'}", "generation.backend=llamacpp"])
     model, info = load_serving_model(cfg)
-    assert info == {"path": str(folder / "model-f32.gguf"), "quantization": "gguf f32", "backend": "llamacpp"}
+    assert info == {"path": portable(folder / "model-f32.gguf"), "quantization": "gguf f32", "backend": "llamacpp"}
+    assert not Path(info["path"]).is_absolute()  # an output never records where the host keeps it
     assert model.config == tiny.config
     with pytest.raises(FileNotFoundError, match="not a .gguf file"):
         load_serving_model(cfg, tmp_path / "run")

@@ -167,3 +167,35 @@ def test_dequantize_gives_back_a_plain_tied_gpt(base, tmp_path):
     x = torch.randint(0, CFG.vocab_size, (1, 12))
     a, b = plain(x)[0], quantized(x)[0]  # differ by the int8 model's dynamic activation quantization only
     assert (a - b).abs().max() / b.abs().max() < TOLERANCE["int8"]
+
+
+@pytest.mark.parametrize("out_features", [96, 3 * 64, Int8Linear.WIDE + 1])
+def test_an_int8_decode_row_does_not_depend_on_the_rows_beside_it(out_features):
+    # one decode step of n sequences: each row is quantized with its own scale (narrow layers sum int8 in
+    # int32; a full-vocabulary head runs fbgemm row by row), so a row equals itself alone, bit for bit,
+    # at any batch size and beside any mates; a prefill keeps fbgemm's one scale per call
+    torch.manual_seed(out_features)
+    lin = torch.nn.Linear(64, out_features)
+    q = Int8Linear.from_float(lin)
+    x = torch.randn(12, 1, 64) * torch.logspace(-2, 2, 12)[:, None, None]  # mates of very different scales
+    with torch.inference_mode():
+        alone = torch.cat([q(x[i : i + 1]) for i in range(12)])
+        for n in (2, 5, 12):
+            batched = torch.cat([q(x[i : i + n]) for i in range(0, 12, n)])
+            assert torch.equal(batched, alone), n
+        assert (alone - lin(x)).abs().max() < 0.02 * lin(x).abs().max()  # and it is still the layer
+        prefill = q(x.transpose(0, 1))  # (1, 12, 64): one sequence's positions
+        assert (prefill - lin(x.transpose(0, 1))).abs().max() < 0.05 * lin(x).abs().max()
+
+
+def test_a_head_cut_to_some_tokens_gives_those_tokens_logits(base, tokens):
+    from recnarr.inference.engine import head_rows
+
+    ids = torch.tensor([0, 5, 17, 400, 1000])
+    for mode in ("none", "int8"):
+        m = quantize(copy.deepcopy(base), mode)
+        with torch.inference_mode():
+            full, _ = m(tokens[:, -1:], last_only=True)
+            cut, _ = m(tokens[:, -1:], last_only=True, head=head_rows(m.lm_head, ids))
+        assert cut.shape[-1] == len(ids)
+        assert torch.allclose(cut, full[..., ids], atol=1e-5), mode

@@ -105,13 +105,14 @@ class ScriptedSlots:
         out[script[min(i, len(script) - 1)]] = 10.0
         return out
 
-    def prefill(self, row: int, tokens: list[int]) -> torch.Tensor:
+    def prefill(self, row: int, tokens: list[int], vocab=None) -> torch.Tensor:
+        # a script is written as it is, whatever the vocab (the Slots contract lets a backend skip it)
         tok = self.backend.tokenizer
         script = tok.encode(self.backend.text_for(tok.decode(tokens))) + [tok.eot_token]
         self.rows[row] = [script, 0, len(tokens)]
         return self._logits(row)
 
-    def step(self, tokens: list[int]) -> torch.Tensor:
+    def step(self, tokens: list[int], vocab=None) -> torch.Tensor:
         for i in range(len(tokens)):
             self.rows[i][1] += 1
         return torch.stack([self._logits(i) for i in range(len(tokens))])
@@ -131,7 +132,7 @@ class ScriptedBackend:
     the format): exercises verified decoding and citations without training anything. `lying=True`
     wants to write a false price every time; the grammar does not let it."""
 
-    LIE = "The {product} is now only $0.99!"  # a price that is no fact of the product
+    LIE = "The {product} is now $0.99!"  # a price that is no fact of the product
     max_rows = 64
 
     def __init__(self, tokenizer: Any, block_size: int = 512, lying: bool = False):

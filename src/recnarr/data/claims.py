@@ -300,6 +300,15 @@ def bought_together(interactions) -> dict[str, tuple[str, int]]:
 
 
 # ---------------------------------------------------------------- the record's slots
+# every name `slot_values` gives, past items up to PAST_NAMED (the decoder keeps its logits to the tokens
+# these and the connective words can be made of; a record with other names decodes over every token)
+PAST_NAMED = 9
+PAST_FIELDS = ("", "_date", "_verb", "_link", "_rating")
+SLOT_NAMES = frozenset({"product", "kind", "a_kind", "category", "fact", "purpose", "feature", "name", "brand",
+                        "price", "sale_price", "discount", "saving", "pair", "pair_support", "year"}
+                       | {f"past{k}{f}" for k in range(1, PAST_NAMED + 1) for f in PAST_FIELDS})
+
+
 def slot_values(rec) -> dict[str, str]:
     """Every slot a `NarrativeRecord` can fill, with its exact text: the only source of claims."""
     p = rec.product

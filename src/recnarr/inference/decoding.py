@@ -17,12 +17,14 @@ never taken back: the final narrative is the streamed text.
 
 from __future__ import annotations
 
+import re
 import string
 from dataclasses import dataclass, field
 
 from recnarr.data.claims import (
     PRODUCT_FACTS,
     SENTENCE_SPLIT,
+    SLOT_NAMES,
     SLOT_RE,
     fill,
     name_slots,
@@ -138,13 +140,17 @@ class TokenTable:
         import torch
 
         texts: list[str | None] = []
+        figures: list[int] = []  # tokens that state a figure: digits, a currency or percent sign
         for i in range(vocab_size):
             try:
                 s = tokenizer.decode_bytes([i]).decode("utf-8")
             except (UnicodeDecodeError, KeyError, ValueError):
                 s = None
             texts.append(s if s and set(s) <= ALLOWED_CHARS else None)
+            if s and FIGURE.search(s):
+                figures.append(i)
         self.text = texts
+        self.figures = figures
         self.admissible = torch.tensor([i for i, s in enumerate(texts) if s is not None], dtype=torch.long)
         by_first: dict[str, list[int]] = {}
         for i, s in enumerate(texts):
@@ -153,6 +159,26 @@ class TokenTable:
         # the admissible ids by their first character: a state that allows few characters (inside a slot
         # name) then has few candidate tokens to try, not the whole vocabulary
         self.by_first = {c: torch.tensor(ids, dtype=torch.long) for c, ids in by_first.items()}
+        self._narrative: dict[int, torch.Tensor] = {}
+
+    def narrative_ids(self, eot: int):
+        """The tokens the decoder computes the head over (sorted ids), ~4,600 of GPT-2's 50,257; every
+        other logit is -inf. They are those any narrative can be written in, the end of text included:
+        every run of letters, digits and underscores in them is a piece of a connective word or of a
+        slot name (`claims.SLOT_NAMES`), a superset of what the grammar allows in any state (a word or
+        slot name may run across tokens, so a piece anywhere in one counts). And the figure tokens
+        (digits, $, %), which the grammar never allows outside a slot: a model that reaches for a
+        figure the record does not hold ("now $0.99") keeps that mass, so the guide still sees it
+        strain against the grammar and takes the sentence again, rather than the sampler quietly
+        writing something else in its place."""
+        import torch
+
+        if eot not in self._narrative:
+            pieces = {w[i:j] for w in VOCABULARY | SLOT_NAMES for i in range(len(w)) for j in range(i + 1, len(w) + 1)}
+            ids = [i for i, s in enumerate(self.text) if s is not None
+                   and all(c in pieces for c in PIECE_SPLIT.split(s.lower()) if c)]
+            self._narrative[eot] = torch.tensor(sorted({*ids, *self.figures, eot}), dtype=torch.long)
+        return self._narrative[eot]
 
     @classmethod
     def of(cls, tokenizer, vocab_size: int) -> TokenTable:
@@ -162,6 +188,8 @@ class TokenTable:
         return cls._cache[key]
 
 
+FIGURE = re.compile(r"[0-9$%\u20ac\u00a3]")
+PIECE_SPLIT = re.compile(r"[^a-z0-9_]+")  # what is left between these is a piece of one word or slot name
 SENTENCE_END = frozenset(".!?")
 CLOSERS = "\"')"
 
@@ -185,6 +213,8 @@ class NarrativeGuide:
         self.names = name_slots(self.rec)
         self.grammar = Grammar(self.values)
         self.admissible = self.table.admissible
+        # the tokens the head is computed over (`TokenTable.narrative_ids`), when every name is one it covers
+        self.vocab = self.table.narrative_ids(self.eot) if self.grammar.names <= SLOT_NAMES else None
         self.state = self.mark_state = State()
         self.segment, self.tries, self.emitted, self.finished = "", 0, 0, False
         self.forced = False  # the current sentence has a token the model was forced to

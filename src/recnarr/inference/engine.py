@@ -60,7 +60,10 @@ class Guide(Protocol):
     sample them again. `strain()`: the next token had to be forced (the model put less than STRAIN of
     its probability on allowed tokens); REJECT takes the segment again, GO_ON forces it.
     `rewind()` tells the guide a rollback happened; `finish(reason)` that the row ended. Optional:
-    `candidates()`, token ids that may be allowed now (a superset), searched when no likely token is.
+    `candidates()`, token ids that may be allowed now (a superset), searched when no likely token is;
+    `vocab`, the sorted ids of every token the guide may ever allow (a superset, the end of text
+    included): the head is then computed over those only and every other logit is -inf, which leaves
+    the model's distribution over the allowed tokens as it was (see `Session.step`).
     """
 
     def allows(self, token: int) -> bool: ...
@@ -95,6 +98,27 @@ def relayout_for_decode(model: torch.nn.Module) -> None:
         for module in model.modules():
             if isinstance(module, torch.nn.Linear) and module.weight.is_contiguous():
                 module.weight.data = module.weight.data.t().contiguous().t()
+
+
+def head_rows(head: torch.nn.Module, vocab: Tensor) -> torch.nn.Module:
+    """The output projection over the rows `vocab` only: an int8 head stays int8 (`Int8Linear.rows`),
+    any other is cut from its (dequantized) weight."""
+    if hasattr(head, "rows"):
+        return head.rows(vocab)
+    weight = head.dequantized() if hasattr(head, "dequantized") else head.weight
+    cut = torch.nn.Linear(weight.size(1), len(vocab), bias=False, device=weight.device, dtype=weight.dtype)
+    cut.weight.data = weight.detach()[vocab].contiguous()
+    return cut
+
+
+def outside_masked(logits: Tensor, vocab: Tensor | None) -> Tensor:
+    """Logits (..., V) with every token outside `vocab` at -inf: what a backend that computes the full
+    head returns when a vocab is asked for, so every backend samples from the same distribution."""
+    if vocab is None:
+        return logits
+    keep = torch.zeros(logits.size(-1), dtype=torch.bool, device=logits.device)
+    keep[vocab] = True
+    return logits.masked_fill(~keep, float("-inf"))
 
 
 # ---------------------------------------------------------------- KV state: slots, one per row
@@ -165,12 +189,13 @@ class SlotCache:
 class Slots(Protocol):
     """One backend's KV state for up to `rows` sequences (a session's rows 0..n-1)."""
 
-    def prefill(self, row: int, tokens: list[int]) -> Tensor:
-        """Start row `row` on these tokens; the next-token logits (V,)."""
+    def prefill(self, row: int, tokens: list[int], vocab: Tensor | None = None) -> Tensor:
+        """Start row `row` on these tokens; the next-token logits (V,). vocab: only these token ids can
+        be chosen; every other logit may be left -inf (and need not be computed)."""
         ...
 
-    def step(self, tokens: list[int]) -> Tensor:
-        """One token for each of rows 0..len(tokens)-1; their next-token logits (n, V)."""
+    def step(self, tokens: list[int], vocab: Tensor | None = None) -> Tensor:
+        """One token for each of rows 0..len(tokens)-1; their next-token logits (n, V) (vocab: as prefill)."""
         ...
 
     def truncate(self, row: int, length: int) -> None:
@@ -200,21 +225,41 @@ class TorchSlots:
         self.model = model
         self.cache = SlotCache(cfg.n_layer, rows, cfg.n_head, cfg.block_size, cfg.n_embd // cfg.n_head,
                                p.dtype, p.device)
+        self.vocab_size = cfg.vocab_size
+        self._heads: dict[int, tuple[Tensor, torch.nn.Module]] = {}  # id(vocab) -> (vocab, its head)
 
-    def prefill(self, row: int, tokens: list[int]) -> Tensor:
+    def _head(self, vocab: Tensor | None) -> dict[str, torch.nn.Module]:
+        """The model's `head` argument for this vocab ({} for the full head, or a model without `lm_head`)."""
+        if vocab is None or not hasattr(self.model, "lm_head"):
+            return {}
+        if id(vocab) not in self._heads:  # the vocab is kept: its id stays its own while cached
+            self._heads[id(vocab)] = (vocab, head_rows(self.model.lm_head, vocab))
+        return {"head": self._heads[id(vocab)][1]}
+
+    def _widen(self, logits: Tensor, vocab: Tensor | None) -> Tensor:
+        """(n, |vocab|) logits -> (n, V), -inf outside the vocab."""
+        if vocab is None:
+            return logits
+        if logits.size(-1) == self.vocab_size:  # a model that computed the full head anyway
+            return outside_masked(logits, vocab)
+        out = logits.new_full((logits.size(0), self.vocab_size), float("-inf"))
+        return out.index_copy_(1, vocab, logits)
+
+    def prefill(self, row: int, tokens: list[int], vocab: Tensor | None = None) -> Tensor:
         idx = torch.tensor([tokens], device=self.cache.device)
         self.cache.begin_prefill(row)
         logits, _ = self.model(idx, positions=torch.arange(len(tokens), device=idx.device), kv_cache=self.cache,
-                               last_only=True)
+                               last_only=True, **self._head(vocab))
         self.cache.commit(len(tokens))
-        return logits[0, -1]
+        return self._widen(logits[:, -1], vocab)[0]
 
-    def step(self, tokens: list[int]) -> Tensor:
+    def step(self, tokens: list[int], vocab: Tensor | None = None) -> Tensor:
         pos = self.cache.begin_step(len(tokens))
         idx = torch.tensor(tokens, device=self.cache.device)[:, None]
-        logits, _ = self.model(idx, positions=pos[:, None], kv_cache=self.cache, last_only=True)
+        logits, _ = self.model(idx, positions=pos[:, None], kv_cache=self.cache, last_only=True,
+                               **self._head(vocab))
         self.cache.commit()
-        return logits[:, -1]
+        return self._widen(logits[:, -1], vocab)
 
     def truncate(self, row: int, length: int) -> None:
         self.cache.truncate(row, length)
@@ -233,18 +278,18 @@ class UncachedSlots:
         self.model, self.seqs = model, [[] for _ in range(rows)]
         self.device = next(model.parameters()).device
 
-    def _last(self, row: int) -> Tensor:
+    def _last(self, row: int, vocab: Tensor | None) -> Tensor:
         logits, _ = self.model(torch.tensor([self.seqs[row]], device=self.device), last_only=True)
-        return logits[0, -1]
+        return outside_masked(logits[0, -1], vocab)
 
-    def prefill(self, row: int, tokens: list[int]) -> Tensor:
+    def prefill(self, row: int, tokens: list[int], vocab: Tensor | None = None) -> Tensor:
         self.seqs[row] = list(tokens)
-        return self._last(row)
+        return self._last(row, vocab)
 
-    def step(self, tokens: list[int]) -> Tensor:
+    def step(self, tokens: list[int], vocab: Tensor | None = None) -> Tensor:
         for i, t in enumerate(tokens):
             self.seqs[i].append(t)
-        return torch.stack([self._last(i) for i in range(len(tokens))])
+        return torch.stack([self._last(i, vocab) for i in range(len(tokens))])
 
     def truncate(self, row: int, length: int) -> None:
         del self.seqs[row][length:]
@@ -291,6 +336,7 @@ class _Row:
         self.rollbacks, self.strained = 0, False
         self.error: str | None = None  # why the row ended early (finish_reason "error")
         self.admissible: Tensor | None = None  # token ids a guide may ever allow (its `admissible`), else all
+        self.vocab: Tensor | None = None  # the guide's `vocab`: logits outside it are -inf
         # ids in the prompt or the output, for the repetition penalty; the tensor is rebuilt only when the
         # set grows (or a rewind shrinks it), not at every step
         self.seen, self.seen_ids = set(prompt), None
@@ -346,7 +392,7 @@ class _Row:
             ok = torch.tensor([allows(t) for t in ids.tolist()])
             self.strained = float(probs[ok].sum()) < STRAIN
             return int(ids[ok][0]) if ok.any() else self._constrained(logits, p)
-        ids, vals = select(logits.float(), p)
+        ids, vals = select(logits.float(), p, self.vocab)
         return self._pick(logits, ids, vals, p)
 
     def _pick(self, logits: Tensor, ids: Tensor, vals: Tensor, p: SamplingParams) -> int:
@@ -495,6 +541,7 @@ class Session:
         decode = e.tokenizer.decode_bytes if e.tokenizer is not None else (lambda _ids: b"")
         row = _Row(ids, params, guide, e._stop_ids(params), decode, e.config.vocab_size)
         row.admissible = getattr(guide, "admissible", None)
+        row.vocab = getattr(guide, "vocab", None)
         self.waiting.append(row)
         return row
 
@@ -511,7 +558,7 @@ class Session:
             self._leave([r for r in self.active if r.finish_reason is None], None)
         while self.waiting and len(self.active) < self.rows:
             row = self.waiting.popleft()
-            row.logits = self.slots.prefill(len(self.active), row.prompt)
+            row.logits = self.slots.prefill(len(self.active), row.prompt, row.vocab)
             row.mark()
             self.active.append(row)
         if not self.active:
@@ -538,9 +585,12 @@ class Session:
         if done:
             tokens = self._leave([r for r in self.active if r.finish_reason is None], tokens)
         if self.active:
-            logits = self.slots.step(tokens).float()
+            # rows that share one vocab (every narrative's guide gives the same) get the head over it alone
+            vocabs = {id(r.vocab): r.vocab for r in self.active}
+            shared = next(iter(vocabs.values())) if len(vocabs) == 1 else None
+            logits = self.slots.step(tokens, shared).float()
             for i, row in enumerate(self.active):
-                row.logits = logits[i]
+                row.logits = logits[i] if shared is not None else outside_masked(logits[i], row.vocab)
                 if row.want_mark:
                     row.mark()
         return done
@@ -552,10 +602,10 @@ class Session:
         if not self.batched_sampling:
             return {}
         V = self.engine.config.vocab_size
-        groups: dict[int, list[int]] = {}
+        groups: dict[tuple[int, int], list[int]] = {}
         for i, row in enumerate(self.active):
             if row.logits is not None and batchable(row.sampling, V):
-                groups.setdefault(row.sampling.top_k, []).append(i)
+                groups.setdefault((row.sampling.top_k, id(row.vocab)), []).append(i)
         out: dict[int, tuple[Tensor, Tensor, Tensor]] = {}
         for rows in groups.values():
             if len(rows) < 2:
@@ -563,7 +613,7 @@ class Session:
             act = [self.active[i] for i in rows]
             params = [r.sampling for r in act]
             pen, ids, vals, keep = preselect([r.logits for r in act], params, [r.seen_tensor() for r in act],
-                                             [r.stop_mask(p) for r, p in zip(act, params, strict=True)])
+                                             [r.stop_mask(p) for r, p in zip(act, params, strict=True)], act[0].vocab)
             for j, i in enumerate(rows):
                 out[i] = (pen[j], ids[j][keep[j]], vals[j][keep[j]])
         return out

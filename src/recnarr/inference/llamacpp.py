@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from recnarr.inference.engine import outside_masked
 from recnarr.model.gpt import GPTConfig
 
 FILE_TYPES = {0: "f32", 1: "f16", 2: "q4_0", 7: "q8_0", 15: "q4_k_m"}  # general.file_type (LLAMA_FTYPE_*)
@@ -152,14 +153,14 @@ class LlamaCppSlots:
         row = np.ctypeslib.as_array(self.llm._ctx.get_logits_ith(-1), shape=(self.model.config.vocab_size,))
         return torch.from_numpy(row.copy())  # (V,): a copy, the buffer is reused next call
 
-    def prefill(self, row: int, tokens: list[int]) -> Tensor:
+    def prefill(self, row: int, tokens: list[int], vocab: Tensor | None = None) -> Tensor:
         self.llm.reset()  # a fresh sequence: eval() drops the cache past n_tokens = 0
         self.llm.eval(tokens)
-        return self._logits()
+        return outside_masked(self._logits(), vocab)
 
-    def step(self, tokens: list[int]) -> Tensor:
+    def step(self, tokens: list[int], vocab: Tensor | None = None) -> Tensor:
         self.llm.eval(tokens)
-        return self._logits()[None, :]
+        return outside_masked(self._logits(), vocab)[None, :]
 
     def truncate(self, row: int, length: int) -> None:
         self.llm.n_tokens = length

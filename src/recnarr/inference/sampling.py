@@ -92,11 +92,15 @@ def penalize(logits: Tensor, params: SamplingParams, seen: Tensor | None = None,
     return logits
 
 
-def select(logits: Tensor, params: SamplingParams) -> tuple[Tensor, Tensor]:
+def select(logits: Tensor, params: SamplingParams, vocab: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """The tokens that may be drawn from one row of (penalized) logits (V,), best first, and their tempered
     logits: top-k first (a partial selection, not a sort of the vocabulary), then top-p on the k survivors
     (the mass strictly before a token must be < top_p: the token that crosses top_p stays, and so does the
-    most likely one). With top-k off and top-p on, the whole vocabulary is sorted."""
+    most likely one). With top-k off and top-p on, the whole vocabulary is sorted. vocab: the only ids
+    whose logits can be finite (a guide's); the selection then reads those alone."""
+    if vocab is not None:
+        ids, vals = select(logits[vocab], params)
+        return vocab[ids], vals
     V = logits.size(-1)
     if 0 < params.top_k < V:
         vals, ids = torch.topk(logits, params.top_k)  # sorted, descending
@@ -159,7 +163,7 @@ def batchable(p: SamplingParams, vocab: int) -> bool:
 
 
 def preselect(logits: Sequence[Tensor], params: Sequence[SamplingParams], seen: Sequence[Tensor],
-              stop_cols: Sequence[Tensor | None]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+              stop_cols: Sequence[Tensor | None], vocab: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """`penalize` + `select` for n rows in one pass: what a decode step at 32-64 rows otherwise spends
     most of its Python-side time on, one (V,) row at a time. Every row's params must be `batchable` with
     the same top_k. logits: n rows (V,); seen: each row's prompt + output ids (the repetition penalty);
@@ -168,7 +172,7 @@ def preselect(logits: Sequence[Tensor], params: Sequence[SamplingParams], seen: 
     Returns (penalized (n, V), ids (n, k), tempered logits (n, k), keep (n, k)): row i's `select` result
     is ids[i][keep[i]], vals[i][keep[i]], and penalized[i] is what `penalize` gave (for the rare guided
     fallback that needs the whole row). Same values as the one-row path: the same elementwise ops, and
-    top-k, softmax and cumsum each run along one row."""
+    top-k, softmax and cumsum each run along one row. vocab: every row's guide vocab (as in `select`)."""
     pen = torch.stack(logits).float()  # (n, V), a copy: the step's logits stay as they were
     n = pen.size(0)
     rp = torch.tensor([p.repetition_penalty for p in params], dtype=pen.dtype)[:, None]
@@ -183,7 +187,11 @@ def preselect(logits: Sequence[Tensor], params: Sequence[SamplingParams], seen: 
     for i, cols in enumerate(stop_cols):
         if cols is not None and cols.numel():
             pen[i].index_fill_(0, cols, float("-inf"))
-    vals, ids = torch.topk(pen, params[0].top_k, dim=-1)  # sorted, descending
+    if vocab is not None:  # as `select` with a vocab: the top-k of those columns
+        vals, ids = torch.topk(pen[:, vocab], min(params[0].top_k, vocab.numel()), dim=-1)  # sorted, descending
+        ids = vocab[ids]
+    else:
+        vals, ids = torch.topk(pen, params[0].top_k, dim=-1)
     vals = vals / torch.tensor([p.temperature for p in params], dtype=vals.dtype)[:, None]
     top_p = torch.tensor([p.top_p for p in params], dtype=vals.dtype)[:, None]
     probs = vals.softmax(-1)

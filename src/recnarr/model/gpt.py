@@ -172,6 +172,7 @@ class GPT(nn.Module):
         kv_cache: KVCache | None = None,
         last_only: bool = False,
         return_logits: bool = True,
+        head: nn.Module | None = None,
     ) -> tuple[Tensor | None, Tensor | None]:
         """Logits (B, T, V) and the mean cross-entropy loss when `targets` (B, T) are given.
 
@@ -183,7 +184,8 @@ class GPT(nn.Module):
         positions (B, T) or (T,): position ids; default 0..T-1 (the engine passes them with a cache or
             with left padding). attn_mask: bool (B, 1, T, S), True = attend, for padded batches without a
             cache. kv_cache: see `KVCache`. last_only: logits of the last position only (B, 1, V), what
-            generation needs; skips the (B, T, V) projection.
+            generation needs; skips the (B, T, V) projection. head: another output projection in place of
+            lm_head (the engine's, over the tokens a grammar can allow: logits (B, T, its rows)).
         """
         if positions is None:
             if idx.size(1) > self.config.block_size:
@@ -198,7 +200,7 @@ class GPT(nn.Module):
         if targets is not None and not return_logits and type(self.lm_head) is nn.Linear:
             # (a head swapped for a quantized or adapted module takes the plain path below)
             return None, fused_linear_cross_entropy(x, self.lm_head.weight, targets, loss_mask)
-        logits = self.lm_head(x)  # (B, T, V)
+        logits = (head if head is not None else self.lm_head)(x)  # (B, T, V)
         if targets is None:
             return logits, None
         return logits, self.loss(logits, targets, loss_mask)

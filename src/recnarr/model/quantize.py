@@ -78,11 +78,20 @@ def quantize_rows_int8(w: Tensor) -> tuple[Tensor, Tensor]:
 class Int8Linear(nn.Module):
     """y = x W^T + b with W stored as int8 rows times fp32 scales (buffers `qweight`, `scale`, `bias`).
 
-    The matmul is fbgemm's dynamic int8 linear: x is quantized per call (one scale per call, over a 7-bit
-    range: `reduce_range`, which keeps fbgemm's AVX2 int8 multiply-add from saturating), multiplied in
-    int8 with int32 accumulation, rescaled to fp32.
-    The packed weight is a derived copy in fbgemm's layout, rebuilt on load; it is not saved.
+    Activations are quantized on the fly, and how depends on what the rows are:
+    - a sequence's positions (a prefill, x (1, T, C)): fbgemm's dynamic int8 linear, one scale per call
+      over a 7-bit range (`reduce_range`, which keeps fbgemm's AVX2 multiply-add from saturating);
+    - one token of each of n sequences (a decode step, x (n, 1, C)): a sequence's result must not depend
+      on the sequences decoded beside it (a batch row equals the same request alone), so each row gets
+      its own scale. Narrow layers (the blocks, a head cut to the tokens a grammar allows) quantize
+      each row to 8 bits and sum int8 x int8 in int32 (`torch._int_mm`): exact integer sums, whatever
+      the batch. A full-vocabulary head (where `_int_mm` is 2.5x slower than fbgemm) runs fbgemm once
+      per row, which for one row is the same call as alone.
+    The packed weight and the transposed copy for `_int_mm` are derived from `qweight` on load and not
+    saved.
     """
+
+    WIDE = 8192  # output features beyond which a decode step runs fbgemm row by row
 
     def __init__(self, qweight: Tensor, scale: Tensor, bias: Tensor | None):
         super().__init__()
@@ -97,6 +106,10 @@ class Int8Linear(nn.Module):
         q, s = quantize_rows_int8(linear.weight)
         return cls(q, s, linear.bias)
 
+    def rows(self, ids: Tensor) -> Int8Linear:
+        """The same layer over output rows `ids` only (a head cut to the tokens a grammar can allow)."""
+        return Int8Linear(self.qweight[ids], self.scale[ids], None if self.bias is None else self.bias[ids])
+
     def repack(self) -> None:
         with warnings.catch_warnings():
             # torch >= 2.10 marks quantized tensor creation deprecated; this is the one place that uses it
@@ -105,6 +118,8 @@ class Int8Linear(nn.Module):
             qt = torch._make_per_channel_quantized_tensor(
                 self.qweight, self.scale.double(), torch.zeros_like(self.scale, dtype=torch.long), 0)
         self._packed = torch.ops.quantized.linear_prepack(qt, self.bias)
+        self._wide = self.out_features > self.WIDE
+        self._qt = None if self._wide else self.qweight.t().contiguous()  # (in, out) int8 for `_int_mm`
 
     def dequantized(self) -> Tensor:
         return self.qweight.float() * self.scale[:, None]
@@ -112,7 +127,22 @@ class Int8Linear(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if x.dtype != torch.float32:
             x = x.float()
+        if x.dim() == 3 and x.size(1) == 1 and x.size(0) > 1 and self._wide:
+            return torch.cat([torch.ops.quantized.linear_dynamic(r, self._packed, True) for r in x.split(1)])
+        if x.dim() == 3 and x.size(1) == 1 and not self._wide:
+            return self._per_row(x)
         return torch.ops.quantized.linear_dynamic(x, self._packed, True)
+
+    def _per_row(self, x: Tensor) -> Tensor:
+        """(n, 1, C) -> (n, 1, out): each row quantized with its own symmetric 8-bit scale, summed in int32.
+        (Few ops on purpose: at one row each costs about what the matmul does.)"""
+        rows = x.view(x.size(0), self.in_features)
+        sx = rows.abs().amax(dim=1, keepdim=True).div_(127.0).clamp_(min=1e-12)
+        q = rows.div(sx).round_()  # in [-127, 127]: the row's largest value maps to 127
+        y = torch._int_mm(q.to(torch.int8), self._qt).float().mul_(sx).mul_(self.scale)
+        if self.bias is not None:
+            y.add_(self.bias)
+        return y.view(x.size(0), 1, self.out_features)
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, int8 per-row"
