@@ -124,8 +124,8 @@ def main() -> None:
         print(f"{name:<42}{rate:>14.2f}{rate / loop:>8.2f}x  {a}")
     if same_as_api:
         print(f"batch narratives equal to the API's for the same seed: {', '.join(map(str, same_as_api))} of "
-              f"{len(users)} (batch {args.batches}; dynamic int8 scales activations per batch, so in a batch its "
-              f"rounding, and from there the sampled text, differs)")
+              f"{len(users)} (batch {args.batches}; int8 quantizes each decode row with its own scale, so a row "
+              f"never depends on its batch mates)")
     batched = [r for r in rows if r[3] is not None]
     best = max(batched, key=lambda r: r[2])
     print(f"peak RSS {peak_rss_mb():.0f} MB")
