@@ -39,7 +39,7 @@ def write_tables(cfg: RunConfig, name: str, results: dict[str, Any], md: str) ->
 def evaluate_retrieval(cfg: RunConfig, tune: bool = False, **_: Any) -> dict[str, Any]:
     """`recnarr evaluate retrieval` (see recnarr.evaluation.retrieval): the comparison on every dataset of
     `eval.retrieval_datasets` -> `<run>/eval/retrieval.{json,md}`. tune: first choose each dataset's blend
-    weights on its validation split (`TUNE_GRID`), report the test table with them, and print them as
+    weights on its rolling validation folds, whose targets all precede the test folds (`tune_dataset`), report the test table with them, and print them as
     `retrieval.per_dataset` for the config."""
     if tune:
         chosen = {}
