@@ -53,7 +53,7 @@ def text_of(path: Path) -> str:
 def first_run(tmp_path_factory, shared_cache):
     """demo, index and batch of the tiny preset, run from a fresh folder with a relative run dir."""
     cwd = tmp_path_factory.mktemp("newuser")
-    env = {**os.environ, "RECNARR_LOG_LEVEL": "warning"}
+    env = {k: v for k, v in os.environ.items() if k != "RECNARR_LOG_LEVEL"}  # a new user's default
     runs = {"demo": recnarr(cwd, "demo", "--preset", "tiny", "run_dir=run", env=env),
             "index": recnarr(cwd, "index", "--preset", "tiny", "run_dir=run", env=env),
             "batch": recnarr(cwd, "batch", "--preset", "tiny", "run_dir=run", "--limit", "6", env=env)}
@@ -77,7 +77,7 @@ def test_verbose_brings_the_library_lines_back(first_run):
     code = "from recnarr import quiet; quiet.setup(); import sentence_transformers"
     loud = subprocess.run([sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True, env=env, timeout=120)
     quiet_run = subprocess.run([sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True,
-                               env={**os.environ, "RECNARR_LOG_LEVEL": "warning"}, timeout=120)
+                               env={k: v for k, v in os.environ.items() if k != "RECNARR_LOG_LEVEL"}, timeout=120)
     assert loud.returncode == quiet_run.returncode == 0
     assert NOISE.search(loud.stderr), "the libraries' own warnings are expected under RECNARR_LOG_LEVEL=debug"
     assert unexpected(quiet_run.stderr) == []

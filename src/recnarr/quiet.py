@@ -58,7 +58,7 @@ def setup(verbose_flag: bool = False) -> None:
     print at the chosen level; the libraries are quieted (`quiet_libraries`)."""
     if verbose_flag:
         os.environ[LEVEL_ENV] = "debug"
-    name = level()
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("recnarr").setLevel(name.upper())
+    if LEVEL_ENV in os.environ:  # asked for: otherwise levels and handlers stay as the host set them
+        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+        logging.getLogger("recnarr").setLevel(level().upper())
     quiet_libraries()

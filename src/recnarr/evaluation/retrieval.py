@@ -40,7 +40,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -48,7 +48,7 @@ import pandas as pd
 
 from recnarr.config import IndexConfig, RetrievalConfig, RunConfig, cache_dir
 from recnarr.data.schema import Dataset
-from recnarr.evaluation.rolling import Fold, rolling_folds
+from recnarr.evaluation.rolling import EvalCase, Fold, rolling_folds
 from recnarr.retrieval.collaborative import EASE
 from recnarr.retrieval.index import ProductIndex
 from recnarr.retrieval.recommender import (
@@ -60,15 +60,6 @@ from recnarr.retrieval.recommender import (
     small_shop_weights,
     train_interactions,
 )
-
-
-@dataclass
-class EvalCase:
-    user_id: str
-    history: list[tuple[str, Any]]  # (product id, timestamp), oldest first: train + val positives
-    targets: set[str]  # new test positives
-    seen: set[str] = field(default_factory=set)  # every item interacted with before the split (excluded)
-
 
 Ranker = Callable[[EvalCase, int], list[str]]
 

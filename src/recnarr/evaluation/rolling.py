@@ -18,7 +18,8 @@ The folds' cases are pooled; one user can be a case in several folds, so interva
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -45,13 +46,21 @@ def cutoffs(timestamps: pd.Series, quantiles: Sequence[float]) -> list[pd.Timest
     return sorted(set(ts.quantile(list(quantiles), interpolation="lower")))
 
 
+@dataclass
+class EvalCase:
+    """One customer's question at one cutoff: their history so far, the next basket to predict."""
+
+    user_id: str
+    history: list[tuple[str, Any]]  # (product id, timestamp), oldest first: train + val positives
+    targets: set[str]  # new test positives
+    seen: set[str] = field(default_factory=set)  # every item interacted with before the split (excluded)
+
+
 def rolling_folds(ds: Dataset, quantiles: Sequence[float], min_rating: float = 4.0,
                   max_users: int | None = None, seed: int = 0, until: float | None = None) -> list[Fold]:
     """One fold per cutoff (see the module doc); `max_users` caps the cases per fold (a seeded sample).
     `until`: a quantile above every cutoff where the last fold's targets end (validation folds); without
     it the last fold's targets run to the end of the data."""
-    from recnarr.evaluation.retrieval import EvalCase
-
     inter = ds.interactions
     ts = pd.to_datetime(inter["timestamp"])
     if until is not None and quantiles and until <= max(quantiles):
