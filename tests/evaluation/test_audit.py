@@ -363,3 +363,30 @@ def test_a_quotation_must_be_the_catalogs_own_words_and_inch_marks_are_no_quotat
                                   "brand": "Acco", "category": ["Office Supplies", "Binders"], "price": 16.27}], [], [])
     assert Auditor(inches).audit('We think you\'ll like the Acco Data Binder, Dark Blue, 11 1/2" X 14" 7/8".',
                                  "B1", None) == []
+
+
+def test_a_title_with_its_own_period_before_the_sentences_reads_either_way() -> None:
+    # Superstore sells "DAX Wood Document Frame" and "DAX Wood Document Frame." (two ids): "the DAX Wood
+    # Document Frame. It ..." names the recommended one as truly as the other; a third title is still false
+    frame = {"brand": "DAX", "category": ["Furniture", "Furnishings"], "price": 13.73}
+    ds = _dataset("frames", [{"id": "F1", "title": "DAX Wood Document Frame", **frame},
+                             {"id": "F2", "title": "DAX Wood Document Frame.", **frame, "price": 9.99},
+                             {"id": "C1", "title": "Eldon Wave Desk Accessories", **frame}],
+                  [("U1", "Pat Lee", "Consumer", {})], [("U1", "C1", "purchase", None, "2017-09-03")])
+    auditor = Auditor(ds)
+    assert auditor.audit("We think you'll like the DAX Wood Document Frame. It's $13.73.", "F1", "U1") == []
+    wrong = auditor.audit("We think you'll like the DAX Wood Document Frame. It's $13.73.", "C1", "U1")
+    assert "title" in [c.kind for c in wrong]
+
+
+def test_a_count_is_no_film_called_by_that_number() -> None:
+    # MovieLens has a film called "187": "rated by 187 people" counts people; the count itself is checked
+    # as a count, and the film, named as a title, is still a title
+    films = {"category": ["Movies", "Drama"], "price": 0.0}
+    ds = _dataset("films", [{"id": "330", "title": "187", **films}, {"id": "1", "title": "Dead Poets Society", **films},
+                            {"id": "2", "title": "Fargo", **films}],
+                  [("u1", "", "", {})], [("u1", "2", "rating", 5, "1998-02-01")])
+    auditor = Auditor(ds)
+    kinds = [c.kind for c in auditor.audit("Dead Poets Society was rated by 187 people who also rated Fargo.", "1", "u1")]
+    assert "title" not in kinds
+    assert "title" in [c.kind for c in auditor.audit("We think you'll like 187. You rated Fargo.", "1", "u1")]

@@ -586,11 +586,18 @@ class Auditor:
                     continue  # a one-word title opening a sentence is more likely a word ("Speed")
                 if " " not in t and text[i] != t[0]:
                     continue  # and in lower case it is the word: "watching with the kids", not the film Kids
+                if t.isdigit() and re.match(r" [a-z]", text[end:end + 2]):
+                    continue  # a number before a word is a count ("rated by 187 people"), not the film 187
                 cands.append((i, end, t))
         taken: list[_Span] = []
         for s, e, t in sorted(cands, key=lambda c: (-(c[1] - c[0]), c[0])):
             if all(e <= sp.start or s >= sp.end for sp in taken):
-                taken.append(_Span(s, e, self.titles[t]))
+                ids = self.titles[t]
+                if t.endswith(".") and (e == len(text) or text[e].isspace()):
+                    # "the DAX Wood Document Frame. It ...": the catalog has the title with and without its
+                    # own period, and the sentence's period reads the same: either product is named
+                    ids = ids | self.titles.get(t[:-1], frozenset())
+                taken.append(_Span(s, e, ids))
         return sorted(taken, key=lambda sp: sp.start)
 
     @staticmethod
