@@ -257,7 +257,7 @@ class Recommender:
             columns=["user_id", "product_id", "event", "quantity", "rating", "timestamp"])
         positives = positive_interactions(self._interactions, self.cfg.positive_min_rating)
         self._positives = positives
-        self._user_rows: dict[str, dict] = {}  # table -> user id -> row positions (`_rows_of`)
+        self._user_rows: dict[str, tuple] = {}  # table -> (user id -> row positions, columns) (`_rows_of`)
         self.stats = InteractionStats(train_interactions(positives))
         self.cfg, self.trust = small_shop_weights(self.cfg, len(train_interactions(positives)))
         self.ease = EASE(self.stats, self.cfg.ease_l2) if (
@@ -286,32 +286,41 @@ class Recommender:
 
     # ------------------------------------------------------------------------------------------ query
 
-    def _rows_of(self, table: str, user_id: str) -> pd.DataFrame:
-        """A user's rows of `_positives` or `_interactions`, in table order. The positions per user are
-        grouped once (a batch asks for every customer; a mask over the whole table each time was
-        most of retrieval's time)."""
-        groups = self._user_rows.get(table)
-        if groups is None:
+    def _rows_of(self, table: str, user_id: str) -> dict[str, Any] | None:
+        """A user's rows of `_positives` or `_interactions`, in table order, as columns (product ids as
+        strings, timestamps, events), or None for a user with none. The positions per user and the
+        columns are taken once: a batch asks for every customer, a service for each request, and pandas
+        indexing per call was most of retrieval's time."""
+        cached = self._user_rows.get(table)
+        if cached is None:
             frame = getattr(self, table)
-            groups = self._user_rows[table] = frame.groupby("user_id", sort=False).indices if len(frame) else {}
+            groups = frame.groupby("user_id", sort=False).indices if len(frame) else {}
+            cols = {"product_id": frame["product_id"].astype(str).to_numpy(), "timestamp": frame["timestamp"].array,
+                    "event": frame["event"].astype(str).to_numpy()}
+            cached = self._user_rows[table] = (groups, cols)
+        groups, cols = cached
         idx = groups.get(user_id)
-        frame = getattr(self, table)
-        return frame.iloc[idx] if idx is not None else frame.iloc[:0]
+        return None if idx is None else {k: v[idx] for k, v in cols.items()}
 
     def user_history(self, user_id: str) -> list[tuple[str, Any]]:
         """A known user's positive interactions (all splits), oldest first, as (product id, timestamp)."""
-        h = self._rows_of("_positives", user_id).sort_values("timestamp", kind="stable")
-        if h.empty and self._rows_of("_interactions", user_id).empty:
-            raise UnknownUser(f"unknown user id {user_id!r}")
-        return list(zip(h["product_id"], h["timestamp"], strict=True))
+        h = self._rows_of("_positives", user_id)
+        if h is None:
+            if self._rows_of("_interactions", user_id) is None:
+                raise UnknownUser(f"unknown user id {user_id!r}")
+            return []
+        order = np.argsort(h["timestamp"], kind="stable")
+        return list(zip(h["product_id"][order], h["timestamp"][order], strict=True))
 
     def seen(self, user_id: str) -> set[str]:
         """What a known user has or has seen (any interaction, any split), never recommended again;
         purchases the repurchase sense lets come back are left out of it."""
         rows = self._rows_of("_interactions", user_id)
-        bought = rows["event"].astype(str).isin(POSITIVE_EVENTS)
-        rest = set(rows.loc[~bought, "product_id"].astype(str))
-        return rest | {p for p in rows.loc[bought, "product_id"].astype(str) if not self.rebuyable(p)}
+        if rows is None:
+            return set()
+        bought = np.isin(rows["event"], list(POSITIVE_EVENTS))
+        rest = set(rows["product_id"][~bought])
+        return rest | {p for p in rows["product_id"][bought] if not self.rebuyable(p)}
 
     def rebuyable(self, product_id: str) -> bool:
         """A purchase of this product may be recommended again (a consumable leaf whose items are bought
