@@ -11,13 +11,13 @@ the home-goods shop of the tests (loaded by its column map), a catalog the model
 
     | dataset    | customers | resumed == uninterrupted | rate (narratives/s) | fallback | audit false | ready  | top closer |
     |------------|----------:|:------------------------:|--------------------:|---------:|------------:|-------:|-----------:|
-    | superstore |       793 | yes (killed after 6/13)  |                37.9 |        1 |           0 | 100.0% |       7.3% |
-    | movielens  |       943 | yes (killed after 6/15)  |                36.2 |        0 |           0 |  99.9% |       8.6% |
-    | home       |         5 | yes (finished first)     |                   - |        0 |           0 | 100.0% |     2 of 5 |
+    | superstore |       793 | yes (killed after 6/13)  |                50.6 |        1 |           0 | 100.0% |       2.4% |
+    | movielens  |       943 | yes (killed after 6/15)  |                41.2 |        0 |           0 | 100.0% |       9.2% |
+    | home       |         5 | yes (killed after 1/1)   |                   - |        0 |           0 | 100.0% |     3 of 5 |
 
-    faithfulness: cited a past item 396 / 941 / 0; cited among the evidence 100%, = top contributor 100%;
-    the product leaves the top 3 without it 77.8% / 43.9%; a product fact where the record has one
-    96.0% / 100% / 100%.
+    faithfulness: cited a past item 203 / 942 / 0; cited among the evidence 100%, = top contributor 100%;
+    the product leaves the top 3 without it 97.0% / 27.1%; a product fact where the record has one
+    98.8% / 100% / 100%.
 
 Beside the audit, every narrative gets the faithfulness measures (`faithfulness`) and the send-readiness check (`evaluation.readiness`: what a copywriter
 would refuse to send; independent of the writer's grammar): the ready share, the commonest closing
